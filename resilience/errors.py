@@ -1,0 +1,78 @@
+"""Exceptions raised by :mod:`resilience`.
+
+The tree::
+
+    ResilienceError                       root of everything this package raises itself
+    ├── RetryError                        retrying on *results* ran out (exceptions re-raise as-is)
+    ├── RetryBudgetExhausted              the shared retry budget refused a retry
+    ├── CircuitOpenError                  a circuit breaker rejected the call (has ``retry_after``)
+    ├── RateLimitExceeded                 a limiter could not grant in time (has ``retry_after``)
+    ├── DeadlineExceeded (+ TimeoutError) a timeout or a Deadline ran out
+    └── BackendUnavailable (+ ConnectionError)
+                                          a shared-state backend (Redis) is unreachable and the
+                                          configured failure mode is "fail closed"
+
+Exceptions raised by the protected call itself always pass through unchanged: this package
+never wraps or swallows them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailable",
+    "CircuitOpenError",
+    "DeadlineExceeded",
+    "RateLimitExceeded",
+    "ResilienceError",
+    "RetryBudgetExhausted",
+    "RetryError",
+]
+
+
+class ResilienceError(Exception):
+    """Root of every exception :mod:`resilience` raises itself."""
+
+
+class RetryError(ResilienceError):
+    """Retrying on results gave up; ``last_result`` holds the final unacceptable value."""
+
+    def __init__(self, message: str, *, attempts: int, last_result: object = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.last_result = last_result
+
+
+class RetryBudgetExhausted(ResilienceError):
+    """The shared retry budget refused another retry (too many retries fleet-wide)."""
+
+
+class CircuitOpenError(ResilienceError):
+    """A circuit breaker rejected the call without running it.
+
+    ``retry_after`` is the number of seconds until the breaker will let a probe through
+    (0.0 when it is half-open and its probe slots are taken).
+    """
+
+    def __init__(self, message: str, *, retry_after: float, name: str = "") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.name = name
+
+
+class RateLimitExceeded(ResilienceError):
+    """A rate limiter could not grant permits within the allowed wait.
+
+    ``retry_after`` is the number of seconds after which the request could be granted.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(ResilienceError, TimeoutError):
+    """A timeout or a :class:`~resilience.Deadline` ran out."""
+
+
+class BackendUnavailable(ResilienceError, ConnectionError):
+    """A shared-state backend (such as Redis) could not be reached."""

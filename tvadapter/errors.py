@@ -1,0 +1,144 @@
+"""Exceptions raised by :mod:`tvadapter`.
+
+Everything the package raises derives from :class:`TvError`::
+
+    TvError
+    ├── ConfigurationError (+ ValueError)      bad configuration or arguments
+    ├── TvConnectionError (+ ConnectionError)  could not connect, or the connection was lost
+    │   └── HandshakeRejected                  the WebSocket upgrade got an HTTP status (403, 429, 503...)
+    ├── TvTimeoutError (+ TimeoutError)        no progress / the request deadline passed
+    ├── RateLimitedError                       the server or our limiter refused (has ``retry_after``)
+    ├── TvCircuitOpenError                     our circuit breaker is open (has ``retry_after``)
+    ├── SymbolNotFoundError (+ LookupError)    ``symbol_error`` / no such symbol
+    ├── SeriesError                            ``series_error`` (e.g. ``custom_resolution``)
+    ├── CriticalError                          ``critical_error`` (misuse reported by the server)
+    ├── AuthenticationError                    sign-in or token problems
+    │   ├── InvalidCredentialsError            wrong username or password
+    │   ├── CaptchaRequiredError               ``recaptcha_required``
+    │   ├── TwoFactorRequiredError             ``2FA_required``
+    │   └── TokenExpiredError                  the session only carries heartbeats / bad auth token
+    ├── ProtocolError                          the peer broke the protocol
+    │   ├── FramingError                       malformed ``~m~N~m~`` framing
+    │   ├── MalformedPayloadError              a packet that is not the JSON it must be
+    │   └── ServerProtocolError                the server sent ``protocol_error``
+    └── DataIncompleteError                    the data received fails the integrity checks
+
+Messages never contain secrets (passwords, tokens, cookies).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "CaptchaRequiredError",
+    "ConfigurationError",
+    "CriticalError",
+    "DataIncompleteError",
+    "FramingError",
+    "HandshakeRejected",
+    "InvalidCredentialsError",
+    "MalformedPayloadError",
+    "ProtocolError",
+    "RateLimitedError",
+    "SeriesError",
+    "ServerProtocolError",
+    "SymbolNotFoundError",
+    "TokenExpiredError",
+    "TvCircuitOpenError",
+    "TvConnectionError",
+    "TvError",
+    "TvTimeoutError",
+    "TwoFactorRequiredError",
+]
+
+
+class TvError(Exception):
+    """Root of every exception :mod:`tvadapter` raises."""
+
+
+class ConfigurationError(TvError, ValueError):
+    """Bad configuration or arguments."""
+
+
+class TvConnectionError(TvError, ConnectionError):
+    """Could not connect to the server, or the connection was lost."""
+
+
+class HandshakeRejected(TvConnectionError):
+    """The WebSocket upgrade was answered with an HTTP error status (``status``)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TvTimeoutError(TvError, TimeoutError):
+    """No progress within the configured timeout, or the request deadline passed."""
+
+
+class RateLimitedError(TvError):
+    """Rate limited, by the server (HTTP 429, request-rate close) or by our own limiter."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TvCircuitOpenError(TvError):
+    """Our circuit breaker is open: calls are rejected for ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SymbolNotFoundError(TvError, LookupError):
+    """The server does not know the symbol (``symbol_error``)."""
+
+
+class SeriesError(TvError):
+    """The server refused the series (``series_error``), e.g. ``custom_resolution``."""
+
+
+class CriticalError(TvError):
+    """The server reported misuse (``critical_error``)."""
+
+
+class AuthenticationError(TvError):
+    """Signing in failed, or the token is not accepted."""
+
+
+class InvalidCredentialsError(AuthenticationError):
+    """Wrong username or password."""
+
+
+class CaptchaRequiredError(AuthenticationError):
+    """TradingView asks for a captcha (``recaptcha_required``): sign in with a session cookie."""
+
+
+class TwoFactorRequiredError(AuthenticationError):
+    """TradingView asks for a second factor (``2FA_required``)."""
+
+
+class TokenExpiredError(AuthenticationError):
+    """The auth token was refused or has expired (a heartbeat-only session)."""
+
+
+class ProtocolError(TvError):
+    """The peer broke the TradingView protocol."""
+
+
+class FramingError(ProtocolError):
+    """Malformed ``~m~N~m~`` framing."""
+
+
+class MalformedPayloadError(ProtocolError):
+    """A packet whose payload is not the JSON it must be."""
+
+
+class ServerProtocolError(ProtocolError):
+    """The server sent ``protocol_error`` (for example ``bad auth token``)."""
+
+
+class DataIncompleteError(TvError):
+    """The received data failed the integrity checks (count, order, gaps)."""
