@@ -11,6 +11,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The machines are shared and noisy: no per-example deadline, and no flakiness from slow data.
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("default")
 
 
 def free_port() -> int:
