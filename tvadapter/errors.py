@@ -142,3 +142,28 @@ class ServerProtocolError(ProtocolError):
 
 class DataIncompleteError(TvError):
     """The received data failed the integrity checks (count, order, gaps)."""
+
+
+# --- appended by the auth/search helper (HTTP endpoints: sign-in, token page, symbol search) ---
+
+
+class HttpStatusError(TvError):
+    """An HTTP endpoint (sign-in, token page, symbol search) answered with an error ``status``.
+
+    ``retry_after`` holds the server's ``Retry-After`` in seconds when it sent one (503s often
+    do), else None.  ``retryable`` is true for statuses worth retrying (408, 425, 5xx).  HTTP 429
+    is not this class: it is :class:`RateLimitedError`.
+    """
+
+    def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """True for statuses where trying again later may succeed (408, 425 and 5xx)."""
+        return self.status in (408, 425) or self.status >= 500
+
+
+__all__ += ["HttpStatusError"]
