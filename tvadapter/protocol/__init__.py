@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from tvadapter.errors import FramingError, MalformedPayloadError, ProtocolError
 
+from . import events
 from ._framing import MAX_LENGTH_DIGITS, decode, encode, utf16_len
+from .events import *  # noqa: F403
 
 __all__ = [
+    *events.__all__,
     "MAX_LENGTH_DIGITS",
     "FramingError",
     "MalformedPayloadError",
