@@ -3,6 +3,7 @@ request tracking, composable, sync and asyncio."""
 
 from __future__ import annotations
 
+from .circuit import CircuitBreaker, CircuitBreakerConfig, CircuitState
 from .errors import (
     BackendUnavailable,
     CircuitOpenError,
@@ -17,7 +18,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable",
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
     "CircuitOpenError",
+    "CircuitState",
     "DeadlineExceeded",
     "RateLimitExceeded",
     "ResilienceError",
