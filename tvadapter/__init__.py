@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from . import errors
+from .config import NetworkConfig
 from .errors import *  # noqa: F403
-from .errors import __all__ as _errors_all
 
 __version__ = "0.1.0"
 
-__all__ = [*_errors_all, "__version__"]
+__all__ = ["__version__"]
+__all__ += errors.__all__
+__all__ += ["NetworkConfig"]
