@@ -167,3 +167,44 @@ class HttpStatusError(TvError):
 
 
 __all__ += ["HttpStatusError"]
+
+
+# --- appended by the connection helper (WebSocket transport and WebSocketManager) ---
+
+
+class ConnectionClosed(TvConnectionError):
+    """The WebSocket closed; ``code`` is its close code when known.
+
+    1000 clean close, 1005 a close frame without a status (TradingView cuts long-lived sockets
+    this way), 1006 abnormal (the TCP connection dropped without a close frame), 1002/1007 the
+    peer broke the WebSocket protocol.  ``by_client`` is true when our side closed it
+    (``WebSocketManager.disconnect()``), false when the server or the network did.
+    """
+
+    def __init__(
+        self, message: str, *, code: int | None = None, reason: str = "", by_client: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.by_client = by_client
+
+
+class HandshakeRateLimited(HandshakeRejected, RateLimitedError):
+    """The WebSocket upgrade got HTTP 429 (too many connections): retry after ``retry_after``."""
+
+    def __init__(
+        self, message: str, *, status: int = 429, retry_after: float | None = None
+    ) -> None:
+        HandshakeRejected.__init__(self, message, status=status)
+        self.retry_after = retry_after
+
+
+class HandshakeForbidden(HandshakeRejected, ConfigurationError):
+    """The WebSocket upgrade was refused for good (403 wrong Origin, 401, 404 wrong URL...).
+
+    Retrying cannot help: the configuration (``origin``, ``ws_url``, headers) must change.
+    """
+
+
+__all__ += ["ConnectionClosed", "HandshakeForbidden", "HandshakeRateLimited"]
