@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 from http.cookiejar import Cookie, CookieJar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resilience import _clock
 
@@ -52,6 +52,9 @@ from .errors import (
     TvConnectionError,
     TvTimeoutError,
 )
+
+if TYPE_CHECKING:
+    from .config import NetworkConfig
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -198,7 +201,7 @@ class HttpClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         total_timeout: float | None = None,
-        user_agent: str = DEFAULT_USER_AGENT,
+        user_agent: str | None = DEFAULT_USER_AGENT,
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
         max_body: int = DEFAULT_MAX_BODY,
         cookies: CookieJar | None = None,
@@ -233,6 +236,37 @@ class HttpClient:
         return (
             f"HttpClient(timeout={self.timeout!r}, total_timeout={self.total_timeout!r}, "
             f"max_redirects={self.max_redirects!r})"
+        )
+
+    @classmethod
+    def from_config(cls, config: NetworkConfig, **overrides: Any) -> HttpClient:
+        """A client using ``config``'s timeouts and User-Agent.
+
+        ``connect_timeout`` bounds each socket operation (these endpoints answer in well under
+        a second when healthy) and ``request_deadline`` the whole exchange.
+        """
+        kwargs: dict[str, Any] = {
+            "timeout": config.connect_timeout,
+            "total_timeout": config.request_deadline,
+            "user_agent": config.user_agent,
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def fork(self) -> HttpClient:
+        """A client with the same settings and an empty cookie jar of its own.
+
+        Sign-in uses one per attempt, so each attempt starts clean and its cookies (the
+        session it creates) can be read back without mixing with other requests.
+        """
+        return HttpClient(
+            timeout=self.timeout,
+            total_timeout=self.total_timeout,
+            user_agent=self.user_agent,
+            max_redirects=self.max_redirects,
+            max_body=self.max_body,
+            clock=self._clock,
+            wall_clock=self._wall_clock,
         )
 
     # -- cookies (values are secrets: never logged) -------------------------------------------
@@ -399,7 +433,9 @@ class HttpClient:
         start: float,
     ) -> HttpResponse:
         where = f"{method} {safe_url(url)}"
-        all_headers = {"User-Agent": self.user_agent, "Accept": "*/*"}
+        all_headers = {"Accept": "*/*"}
+        if self.user_agent is not None:
+            all_headers["User-Agent"] = self.user_agent
         all_headers.update(headers or {})
         try:
             req = urllib.request.Request(url, data=data, headers=all_headers, method=method)
