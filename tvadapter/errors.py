@@ -208,3 +208,14 @@ class HandshakeForbidden(HandshakeRejected, ConfigurationError):
 
 
 __all__ += ["ConnectionClosed", "HandshakeForbidden", "HandshakeRateLimited"]
+
+
+class LocalProtocolError(TvError, RuntimeError):
+    """We asked the protocol core for something its state forbids (e.g. sending after close).
+
+    A local programming error, deliberately *not* a :class:`ProtocolError` (which means the peer
+    sent garbage), so that ``except ProtocolError`` never hides a bug of ours.
+    """
+
+
+__all__ += ["LocalProtocolError"]
