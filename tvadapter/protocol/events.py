@@ -160,12 +160,19 @@ class HeartbeatEcho(Event):
     payload: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ClientRequest(Event):
-    """Server role: a client method packet ``{"m": method, "p": params}``."""
+    """Server role: a client method packet ``{"m": method, "p": params}``.
+
+    The repr masks the token of ``set_auth_token``.
+    """
 
     method: str
     params: tuple[Any, ...]
+
+    def __repr__(self) -> str:
+        params = ("<redacted>",) if self.method == "set_auth_token" else self.params
+        return f"ClientRequest(method={self.method!r}, params={params!r})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
