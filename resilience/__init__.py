@@ -3,6 +3,7 @@ request tracking, composable, sync and asyncio."""
 
 from __future__ import annotations
 
+from .backoff import Backoff, Jitter
 from .circuit import CircuitBreaker, CircuitBreakerConfig, CircuitState
 from .errors import (
     BackendUnavailable,
@@ -13,10 +14,31 @@ from .errors import (
     RetryBudgetExhausted,
     RetryError,
 )
+from .retry import (
+    Attempt,
+    AttemptRecord,
+    RetryBudget,
+    Retrying,
+    exponential_backoff_retry,
+    retry,
+    retrying,
+)
+from .timeout import Deadline, timeout
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attempt",
+    "AttemptRecord",
+    "Backoff",
+    "Deadline",
+    "Jitter",
+    "RetryBudget",
+    "Retrying",
+    "exponential_backoff_retry",
+    "retry",
+    "retrying",
+    "timeout",
     "BackendUnavailable",
     "CircuitBreaker",
     "CircuitBreakerConfig",

@@ -54,3 +54,9 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now!r})"
+
+
+# -- retry waits switch (like stamina's testing mode): retries happen, waits are zero --------
+from ._retry_engine import no_retry_waits, set_retry_waits  # noqa: E402
+
+__all__ += ["no_retry_waits", "set_retry_waits"]
