@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from . import errors
 from .config import NetworkConfig
+from .connection import WebSocketManager
 from .errors import *  # noqa: F403
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]
 __all__ += errors.__all__
-__all__ += ["NetworkConfig"]
+__all__ += ["NetworkConfig", "WebSocketManager"]
