@@ -806,6 +806,6 @@ def _is_two_factor(data: Mapping[str, Any]) -> bool:
 
 def _looks_like_bad_password(code: str, error: str, status: int) -> bool:
     lowered = f"{code} {error}".lower()
-    return status in (400, 401, 403) or any(
+    return status == 401 or any(
         word in lowered for word in ("invalid", "password", "credential", "incorrect", "wrong")
     )
