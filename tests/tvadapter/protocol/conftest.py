@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,12 @@ def frames_dir() -> Path:
     return FRAMES_DIR
 
 
-def read_frame(frames: Path, name: str) -> str:
-    """A recorded .txt frame, without the single trailing newline that is not part of it."""
-    text = (frames / name).read_text(encoding="utf-8")
-    return text[:-1] if text.endswith("\n") else text
+@pytest.fixture(scope="session")
+def read_frame(frames_dir: Path) -> Callable[[str], str]:
+    """Reader of a recorded .txt frame, without the one trailing newline that is not part of it."""
+
+    def read(name: str) -> str:
+        text = (frames_dir / name).read_text(encoding="utf-8")
+        return text[:-1] if text.endswith("\n") else text
+
+    return read
