@@ -184,7 +184,7 @@ class MemoryEngine:
         # Settings copied into slots: the hot paths read them without a config lookup.
         self._threshold = config.failure_threshold
         self._rate = config.failure_rate_threshold
-        self._minimum = config.minimum_calls
+        self._minimum = min(config.minimum_calls, config.window_size)
         self._size = config.window_size
         # No slow rule: an infinite limit (no duration reaches it) and an unreachable rate.
         no_slow = config.slow_call_duration is None

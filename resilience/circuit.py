@@ -132,7 +132,8 @@ class CircuitBreakerConfig:
     window_size: int = DEFAULT_WINDOW_SIZE
     """Number of most recent calls the rates are computed over."""
     minimum_calls: int = DEFAULT_MINIMUM_CALLS
-    """Calls the window must hold before a rate can open the breaker."""
+    """Calls the window must hold before a rate can open the breaker (at most ``window_size``:
+    a larger value acts as ``window_size``, as in resilience4j)."""
     slow_call_duration: float | None = None
     """A call taking at least this many seconds is slow (None: no slow-call rule)."""
     slow_call_rate_threshold: float = 1.0
@@ -147,10 +148,6 @@ class CircuitBreakerConfig:
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
             if not _is_positive_int(value):
                 raise ValueError(f"{name} must be >= 1, got {value!r}")
-        if self.minimum_calls > self.window_size:
-            raise ValueError(
-                f"minimum_calls ({self.minimum_calls}) must be <= window_size ({self.window_size})"
-            )
         if _check_number("recovery_timeout", self.recovery_timeout) < 0:
             raise ValueError(f"recovery_timeout must be >= 0, got {self.recovery_timeout!r}")
         if self.failure_rate_threshold is not None:
