@@ -172,7 +172,17 @@ def test_round_trip(payloads: list[str]) -> None:
     assert decode(encode(payloads)) == payloads
 
 
-@given(st.lists(st.text(alphabet=st.characters(codec="utf-16", categories=None)), max_size=5))
+@given(
+    st.lists(
+        st.text(
+            alphabet=st.one_of(
+                st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+                st.sampled_from(["a", "😀", "~"]),
+            )
+        ),
+        max_size=5,
+    )
+)
 def test_round_trip_with_lone_surrogates(payloads: list[str]) -> None:
     """Lone surrogate code points count one unit each and survive the round trip."""
     assert decode(encode(payloads)) == payloads
@@ -207,3 +217,36 @@ def test_truncation_is_always_an_error(payloads: list[str], data: st.DataObject)
     cut = data.draw(st.integers(min_value=len(frame) - len(last) + 1, max_value=len(frame) - 1))
     with pytest.raises(FramingError):
         decode(frame[:cut])
+
+
+def test_many_small_packets_decode() -> None:
+    """200,000 one-character packets in one message decode (linear walk, no quadratic slicing)."""
+    message = "~m~1~m~a" * 200_000
+    assert decode(message) == ["a"] * 200_000
+
+
+def test_many_astral_packets_decode() -> None:
+    """Thousands of packets full of astral characters decode to the exact payloads."""
+    payloads = [("😀x" * (i % 7)) + "é" for i in range(3000)]
+    assert decode(encode(payloads)) == payloads
+
+
+def test_one_huge_astral_packet() -> None:
+    """A 400,000-character packet of emoji (800,000 units) decodes exactly."""
+    payload = "🚀" * 400_000
+    frame = encode([payload])
+    assert frame.startswith("~m~800000~m~")
+    assert decode(frame) == [payload]
+    with pytest.raises(FramingError):
+        decode("~m~799999~m~" + payload)
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["~m~" * 100_000, "~m~1" + "0" * 100_000, "~m~" + "9" * 5000 + "~m~x", "~m~5~m~" + "~" * 10**6],
+    ids=["prefixes", "endless-digits", "int-limit-digits", "long-trailer"],
+)
+def test_pathological_inputs_fail_fast(message: str) -> None:
+    """Pathological messages end in FramingError without huge ints or quadratic work."""
+    with pytest.raises(FramingError):
+        decode(message)
