@@ -452,6 +452,17 @@ class HttpClient:
                 final_url = raw.geturl() or url
                 response_headers = {k: v for k, v in raw.headers.items()}
                 body = self._read_body(raw, start, where)
+                declared = raw.headers.get("Content-Length")
+                chunked = "chunked" in (raw.headers.get("Transfer-Encoding") or "").lower()
+                if (
+                    method != "HEAD"
+                    and not chunked
+                    and declared is not None
+                    and declared.strip().isdigit()
+                    and len(body) < int(declared)
+                ):
+                    # http.client's partial reads do not raise on a short body: we do.
+                    raise http.client.IncompleteRead(body, int(declared) - len(body))
         except TvTimeoutError:
             raise
         except TimeoutError as exc:
@@ -494,14 +505,14 @@ class HttpClient:
 
 def _reason(reason: object) -> str:
     """A short, secret-free description of a low-level failure."""
+    if isinstance(reason, http.client.RemoteDisconnected):  # a ConnectionResetError too
+        return "server closed the connection without answering"
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
     if isinstance(reason, ConnectionResetError):
         return "connection reset by peer"
     if isinstance(reason, socket.gaierror):
         return "host name not resolved"
-    if isinstance(reason, http.client.RemoteDisconnected):
-        return "server closed the connection without answering"
     if isinstance(reason, http.client.IncompleteRead):
         return "connection closed before the whole body arrived"
     if isinstance(reason, BaseException):
