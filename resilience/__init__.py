@@ -14,6 +14,7 @@ from .errors import (
     RetryBudgetExhausted,
     RetryError,
 )
+from .ratelimit import RateLimiter, TokenBucket
 from .retry import (
     Attempt,
     AttemptRecord,
@@ -49,5 +50,7 @@ __all__ = [
     "ResilienceError",
     "RetryBudgetExhausted",
     "RetryError",
+    "RateLimiter",
+    "TokenBucket",
     "__version__",
 ]
