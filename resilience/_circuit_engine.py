@@ -314,11 +314,12 @@ class MemoryEngine:
     async def record_async(self, token: object, outcome: int, duration: float) -> None:
         self.record(token, outcome, duration)
 
-    def reset(self) -> None:
+    def reset(self, *, quiet: bool = False) -> None:
+        """Force CLOSED; ``quiet`` skips the listeners (used by a store's local fallback)."""
         with self._lock:
             old = self._state
             self._enter(_CLOSED)
-        if old is not _CLOSED:
+        if old is not _CLOSED and not quiet:
             self._notify(old, _CLOSED)
 
     # -- internals (called with the lock held) -------------------------------------------------

@@ -240,4 +240,7 @@ class RedisBucketBackend:
 # --- BEGIN R3 circuit-breaker store -------------------------------------------------------
 # Owned by helper R3 (resilience/_redis_circuit.py): its imports and `__all__ += [...]` go
 # between these markers only.
+from ._redis_circuit import RedisCircuitStore  # noqa: E402
+
+__all__ += ["RedisCircuitStore"]
 # --- END R3 circuit-breaker store ---------------------------------------------------------
