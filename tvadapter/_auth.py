@@ -43,6 +43,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -154,6 +155,31 @@ class Credentials:
             raise ValueError("session_id is required when session_id_sign is given")
         if self.totp is not None and self.password is None:
             raise ValueError("totp only applies to a password sign-in (username and password)")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
+        """Credentials from ``TV_USERNAME``/``TV_PASSWORD``, ``TV_SESSION_ID``/
+        ``TV_SESSION_ID_SIGN`` and ``TV_AUTH_TOKEN`` (``os.environ`` by default).
+
+        Unset or empty variables are left out; none set gives anonymous credentials.  A bad
+        combination raises ``ValueError`` naming the variable, never echoing a value.
+        """
+        env = os.environ if environ is None else environ
+        names = {
+            "username": "TV_USERNAME",
+            "password": "TV_PASSWORD",
+            "session_id": "TV_SESSION_ID",
+            "session_id_sign": "TV_SESSION_ID_SIGN",
+            "token": "TV_AUTH_TOKEN",
+        }
+        values = {field: env.get(var) or None for field, var in names.items()}
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            message = str(exc)
+            for field_name, variable in names.items():
+                message = re.sub(rf"\b{field_name}\b", variable, message)
+            raise ValueError(message) from None
 
     @property
     def is_anonymous(self) -> bool:

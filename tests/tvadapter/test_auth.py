@@ -852,3 +852,14 @@ def test_concurrent_callers_all_see_a_failed_sign_in(tv: MiniTV) -> None:
     assert len(caught) == 8
     assert all(isinstance(exc, CaptchaRequiredError) for exc in caught)
     assert tv.signins == 1
+
+
+def test_credentials_from_env() -> None:
+    """TV_* variables build credentials; a half pair names the variable, not the value."""
+    creds = Credentials.from_env({"TV_USERNAME": "alice", "TV_PASSWORD": PASSWORD})
+    assert creds.username == "alice" and creds.password == PASSWORD
+    assert Credentials.from_env({"TV_SESSION_ID": "sid", "TV_PASSWORD": ""}).session_id == "sid"
+    assert Credentials.from_env({}).is_anonymous
+    with pytest.raises(ValueError, match="TV_USERNAME") as info:
+        Credentials.from_env({"TV_PASSWORD": PASSWORD})
+    assert PASSWORD not in str(info.value)
