@@ -863,3 +863,133 @@ def test_credentials_from_env() -> None:
     with pytest.raises(ValueError, match="TV_USERNAME") as info:
         Credentials.from_env({"TV_PASSWORD": PASSWORD})
     assert PASSWORD not in str(info.value)
+
+
+# -- against the project's fake TradingView server (tvadapter.testing) --------------------------
+
+
+class Wall:
+    """A settable wall clock shared by the fake server and the authenticator."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[Any, Wall]]:
+    """tvadapter.testing.FakeTradingView with alice (pro), carol (2FA) and robot (captcha)."""
+    from tvadapter.testing import FakeTradingView
+
+    wall = Wall(START)
+    server = FakeTradingView(
+        wall_clock=wall,
+        users={"alice": PASSWORD, "carol": PASSWORD, "robot": PASSWORD},
+        user_plans={"alice": "pro", "carol": "pro_premium"},
+        captcha_users=frozenset({"robot"}),
+        twofa_users=frozenset({"carol"}),
+        totp_code=TOTP_CODE,
+    )
+    with server:
+        yield server, wall
+
+
+def fake_config(server: Any) -> NetworkConfig:
+    return NetworkConfig(
+        signin_url=server.signin_url,
+        totp_url=server.totp_url,
+        home_url=server.homepage_url,
+        search_url=server.search_url,
+        origin=server.origin,
+    )
+
+
+def fake_auth(server: Any, wall: Wall, creds: Credentials) -> tuple[Authenticator, FakeClock]:
+    clock = FakeClock(50.0)
+    auth = Authenticator(creds, config=fake_config(server), clock=clock, wall_clock=wall)
+    return auth, clock
+
+
+def http_count(server: Any, what: str) -> int:
+    return int(server.stats().http_requests.get(what, 0))
+
+
+def test_fake_server_password_sign_in(fake: tuple[Any, Wall]) -> None:
+    """Password sign-in against the fake server yields its JWT with plan and connection cap."""
+    server, wall = fake
+    auth, _ = fake_auth(server, wall, Credentials(username="alice", password=PASSWORD))
+    info = auth.token_info()
+    assert info.plan == "pro" and info.max_connections == 10
+    assert info.expires_at == START + 14_400
+    assert http_count(server, "POST /accounts/signin/") == 1
+
+
+def test_fake_server_refusals(fake: tuple[Any, Wall]) -> None:
+    """Captcha, 2FA without a code and a wrong password are distinct typed errors."""
+    server, wall = fake
+    cases = [
+        (Credentials(username="robot", password=PASSWORD), CaptchaRequiredError),
+        (Credentials(username="carol", password=PASSWORD), TwoFactorRequiredError),
+        (Credentials(username="alice", password="x" + PASSWORD), InvalidCredentialsError),
+        (Credentials(username="carol", password=PASSWORD, totp="000000"), TwoFactorRequiredError),
+    ]
+    for creds, error in cases:
+        auth, _ = fake_auth(server, wall, creds)
+        with pytest.raises(error):
+            auth.token()
+
+
+def test_fake_server_two_factor_with_code(fake: tuple[Any, Wall]) -> None:
+    """2FA with the right TOTP code signs in on the same cookie jar."""
+    server, wall = fake
+    auth, _ = fake_auth(
+        server, wall, Credentials(username="carol", password=PASSWORD, totp=TOTP_CODE)
+    )
+    assert auth.token_info().plan == "pro_premium"
+    assert http_count(server, "POST /accounts/two-factor/signin/totp/") == 1
+
+
+def test_fake_server_cookie_flow_and_renewal(fake: tuple[Any, Wall]) -> None:
+    """A browser sessionid gives a token from the homepage, renewed the same way near expiry."""
+    server, wall = fake
+    browser = HttpClient()
+    browser.post_form(
+        server.signin_url,
+        {"username": "alice", "password": PASSWORD, "remember": "on"},
+        headers={"Origin": server.origin, "Referer": server.origin + "/"},
+    )
+    sid, sign = browser.cookie("sessionid"), browser.cookie("sessionid_sign")
+    assert sid is not None
+    auth, clock = fake_auth(server, wall, Credentials(session_id=sid, session_id_sign=sign))
+    first = auth.token_info()
+    assert first.source == "cookie" and first.plan == "pro"
+    clock.advance(14_400 - 200)
+    wall.now += 14_400 - 200
+    second = auth.token_info()
+    assert second.value != first.value and second.expires_at == wall.now + 14_400
+    assert http_count(server, "GET /") == 2
+    assert http_count(server, "POST /accounts/signin/") == 1  # the browser's only
+
+
+def test_fake_server_password_renewal_uses_the_captured_cookie(fake: tuple[Any, Wall]) -> None:
+    """After a password sign-in, renewal goes through the session cookie, not the password."""
+    server, wall = fake
+    auth, clock = fake_auth(server, wall, Credentials(username="alice", password=PASSWORD))
+    first = auth.token()
+    clock.advance(14_400 - 100)
+    wall.now += 14_400 - 100
+    assert auth.token() != first
+    assert http_count(server, "POST /accounts/signin/") == 1
+    assert http_count(server, "GET /") == 1
+
+
+def test_fake_server_expired_given_token(fake: tuple[Any, Wall]) -> None:
+    """An expired token issued by the fake server raises TokenExpiredError, no I/O."""
+    server, wall = fake
+    token = server.issue_token("alice", lifetime=-1)
+    auth, _ = fake_auth(server, wall, Credentials(token=token))
+    with pytest.raises(TokenExpiredError):
+        auth.token()
+    assert sum(server.stats().http_requests.values()) == 0

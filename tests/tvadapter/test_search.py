@@ -364,3 +364,64 @@ def test_full_symbol_rule(symbol: str, exchange: str, prefix: str | None) -> Non
     expected_head = prefix or exchange
     expected = f"{expected_head}:{symbol}" if expected_head else symbol
     assert full_symbol(item) == expected
+
+
+# -- against the project's fake TradingView server (tvadapter.testing) --------------------------
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[Any]:
+    """A tvadapter.testing.FakeTradingView (its HTTP side serves search v3)."""
+    from tvadapter.testing import FakeTradingView
+
+    with FakeTradingView() as server:
+        yield server
+
+
+def fake_config(server: Any, **kw: Any) -> NetworkConfig:
+    return NetworkConfig(search_url=server.search_url, **kw)
+
+
+def test_fake_server_search_finds_aapl(fake: Any) -> None:
+    """Searching AAPL on the fake server finds NASDAQ:AAPL with its full symbol."""
+    results = search_symbol(fake_config(fake), "AAPL")
+    assert results, "the fake catalogue lists AAPL"
+    assert "NASDAQ:AAPL" in {r["full_symbol"] for r in results}
+    assert all("<em>" not in r["symbol"] for r in results)
+
+
+def test_fake_server_exchange_filter(fake: Any) -> None:
+    """The exchange filter returns only that exchange's listings."""
+    results = search_symbol(fake_config(fake), "A", "NYSE")
+    assert results and {r["exchange"] for r in results} == {"NYSE"}
+
+
+def test_fake_server_paging_matches_ground_truth(fake: Any) -> None:
+    """A broad query pages through everything the server holds, without duplicates."""
+    from tvadapter.testing._http import search as server_search
+
+    expected: list[str] = []
+    start = 0
+    while True:
+        page = server_search(fake.catalogue, "A", start=start)
+        expected += [s["symbol"] for s in page["symbols"]]
+        if not page["symbols_remaining"]:
+            break
+        start += len(page["symbols"])
+    assert len(expected) > 100  # several pages of 50
+    results = search_symbol(fake_config(fake), "A")
+    assert [r["symbol"] for r in results] == expected
+
+
+def test_fake_server_rejects_a_wrong_origin(fake: Any) -> None:
+    """The fake server enforces Origin/Referer: a wrong origin is a 403 HttpStatusError."""
+    with pytest.raises(HttpStatusError) as info:
+        search_symbol(fake_config(fake, origin="https://example.com"), "AAPL")
+    assert info.value.status == 403
+
+
+def test_fake_server_legacy_endpoint_fails_loudly(fake: Any) -> None:
+    """Pointing at the dead legacy endpoint raises (403) instead of returning []."""
+    config = NetworkConfig(search_url=fake.legacy_search_url)
+    with pytest.raises(HttpStatusError):
+        search_symbol(config, "AAPL")
