@@ -1,7 +1,13 @@
 """One accepted WebSocket connection of the fake server: reader, writer, heartbeats, faults.
 
-Runs entirely on the server's event loop. The writer is the only task that sends data, so faults
-that cut, delay, replace or drip messages act in one place, in order.
+Runs entirely on the server's event loop, driving a :class:`tvadapter.protocol.ServerSession`
+(the same sans-I/O core as the client, in the server role): received messages go through
+``receive_message`` / ``events_received`` (which also checks heartbeat echoes), outgoing ones
+through ``send_hello`` / ``send_heartbeat`` / ``send_packets`` / ``data_to_send``.
+
+The writer is the only task that sends data, so faults that cut, delay, replace or drip messages
+act in one place, in order. Heartbeats are numbered when they are actually sent, so withheld
+ones (a stall) never count as owed by the client.
 """
 
 from __future__ import annotations
@@ -11,16 +17,16 @@ import logging
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from tvadapter.errors import FramingError, MalformedPayloadError
-from tvadapter.protocol import ClientRequest, HeartbeatEcho, decode, encode, parse_client_payload
+from tvadapter.errors import ProtocolError
+from tvadapter.protocol import ClientRequest, HeartbeatEcho, ServerSession, decode, encode
+from tvadapter.protocol import server_messages as SM
 
-from . import _replies as R
 from ._config import FakeServerConfig
 from ._faults import ActiveFaults
 from ._handler import SERIES_METHODS, Out, RequestHandler
@@ -55,7 +61,6 @@ class _Item:
     kind: str  # "hello", "heartbeat", "data"
     produced: float
     close: tuple[int, str] | None = None
-    heartbeats: list[int] = field(default_factory=list)
 
 
 class Connection:
@@ -70,7 +75,7 @@ class Connection:
         faults: ActiveFaults,
         handler: RequestHandler,
         hooks: ServerHooks,
-        hello: str,
+        hello: dict[str, Any],
     ) -> None:
         self.ws = ws
         self.attempt = attempt
@@ -80,11 +85,10 @@ class Connection:
         self.hooks = hooks
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self.session = ServerSession()
         self.closing = False
+        self.refused = False
         self.series_sent = 0
-        self.heartbeats_sent = 0
-        self.next_heartbeat = 1
-        self.unechoed: dict[int, float] = {}
         self.stalled = False
         self.malformed_done = False
         self.drop_done = False
@@ -101,13 +105,14 @@ class Connection:
         tasks.append(asyncio.create_task(self._heartbeats(), name=f"fake-tv-hb-{self.attempt}"))
         if self.config.echo_timeout is not None:
             tasks.append(asyncio.create_task(self._watchdog(), name=f"fake-tv-wd-{self.attempt}"))
-        self._put(_Item([("hello", self._hello)], "hello", self.loop.time()))
+        self._put(_Item([], "hello", self.loop.time()))
         try:
             await self._reader()
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.session.close()
             if not self.closing:
                 code = self.ws.close_code
                 self.hooks.connection_closed(self.attempt, None, f"client closed ({code})")
@@ -117,68 +122,51 @@ class Connection:
         now = self.loop.time()
         for out in outs:
             packets = list(out.packets)
-            heartbeats: list[int] = []
             if self.config.mix_heartbeats and any(m == "timescale_update" for m, _ in packets):
-                number = self._take_heartbeat_number()
-                heartbeats.append(number)
+                # A placeholder: the heartbeat is numbered (and owed) when actually sent.
                 at = next(i for i, (m, _) in enumerate(packets) if m == "timescale_update")
-                packets.insert(at, ("heartbeat", f"~h~{number}"))
+                packets.insert(at, ("heartbeat", ""))
             if self.config.packing == "split":
                 for i, packet in enumerate(packets):
                     last = i == len(packets) - 1
-                    hb = [int(packet[1][3:])] if packet[0] == "heartbeat" else []
-                    self._put(_Item([packet], "data", now, out.close if last else None, hb))
+                    self._put(_Item([packet], "data", now, out.close if last else None))
                 if not packets and out.close is not None:
                     self._put(_Item([], "data", now, out.close))
             else:
-                self._put(_Item(packets, "data", now, out.close, heartbeats))
+                self._put(_Item(packets, "data", now, out.close))
 
     def _put(self, item: _Item) -> None:
         self.queue.put_nowait(item)
-
-    def _take_heartbeat_number(self) -> int:
-        number = self.next_heartbeat
-        self.next_heartbeat += 1
-        return number
 
     # -- reading ------------------------------------------------------------------------------
     async def _reader(self) -> None:
         try:
             async for message in self.ws:
                 self.hooks.count("messages_received")
-                if self.closing:
+                if self.closing or self.refused:
                     continue
                 if isinstance(message, bytes):
-                    await self._refuse("wrong data")
+                    self._refuse("wrong data")
                     continue
                 try:
-                    payloads = decode(message)
-                except FramingError:
-                    await self._refuse("wrong data")
+                    self.session.receive_message(message)
+                except ProtocolError:
+                    # Bad framing, a packet that is not JSON, or an echo of a heartbeat we
+                    # never sent (or already saw echoed).
+                    self._refuse("wrong data")
                     continue
-                for payload in payloads:
-                    if not await self._on_payload(payload):
+                for event in self.session.events_received():
+                    if not await self._on_event(event):
                         break
         except ConnectionClosed:
             pass
 
-    async def _on_payload(self, payload: str) -> bool:
-        try:
-            event = parse_client_payload(payload)
-        except MalformedPayloadError:
-            await self._refuse("wrong data")
-            return False
+    async def _on_event(self, event: object) -> bool:
         if isinstance(event, HeartbeatEcho):
-            sent = self.unechoed.pop(event.number, None)
-            if sent is not None:
-                # An echo acknowledges that heartbeat and every earlier one.
-                for number in [n for n in self.unechoed if n < event.number]:
-                    del self.unechoed[number]
-                self.hooks.record_heartbeat(self.attempt, echoed=True)
-            else:
-                self.hooks.count("unexpected_echoes")
+            self.hooks.record_heartbeat(self.attempt, echoed=True)
             return True
-        assert isinstance(event, ClientRequest)
+        if not isinstance(event, ClientRequest):  # pragma: no cover - the core yields no other
+            return True
         self.hooks.count_request(self.attempt, event.method)
         rate = self.faults.rate
         if rate is not None:
@@ -194,10 +182,12 @@ class Connection:
         self.enqueue(outs)
         return not any(out.close for out in outs)
 
-    async def _refuse(self, text: str) -> None:
+    def _refuse(self, text: str) -> None:
         """A client that breaks the protocol gets ``protocol_error`` and is closed."""
+        self.refused = True
+        self.hooks.count("clients_refused")
         out = Out(close=(1000, ""))
-        out.add("protocol_error", R.protocol_error(text))
+        out.add("protocol_error", SM.protocol_error(text))
         self.enqueue([out])
 
     # -- heartbeats ---------------------------------------------------------------------------
@@ -205,15 +195,7 @@ class Connection:
         interval = self.config.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
-            number = self._take_heartbeat_number()
-            self._put(
-                _Item(
-                    [("heartbeat", f"~h~{number}")],
-                    "heartbeat",
-                    self.loop.time(),
-                    heartbeats=[number],
-                )
-            )
+            self._put(_Item([("heartbeat", "")], "heartbeat", self.loop.time()))
 
     async def _watchdog(self) -> None:
         timeout = self.config.echo_timeout
@@ -221,12 +203,11 @@ class Connection:
         period = min(timeout / 4, 0.25)
         while True:
             await asyncio.sleep(period)
-            if self.unechoed and not self.closing:
-                oldest = min(self.unechoed.values())
-                if self.loop.time() - oldest > timeout:
-                    self.hooks.count("missed_heartbeat_closes")
-                    await self.close(self.config.heartbeat_close_code, "heartbeat timeout")
-                    return
+            oldest = self.session.oldest_unechoed_sent_at()
+            if oldest is not None and not self.closing and self.loop.time() - oldest > timeout:
+                self.hooks.count("missed_heartbeat_closes")
+                await self.close(self.config.heartbeat_close_code, "heartbeat timeout")
+                return
 
     # -- writing ------------------------------------------------------------------------------
     async def _writer(self) -> None:
@@ -259,7 +240,7 @@ class Connection:
         if not self.stalled:
             by_heartbeats = (
                 stall.after_heartbeats is not None
-                and self.heartbeats_sent >= stall.after_heartbeats
+                and self.session.heartbeats_sent >= stall.after_heartbeats
             )
             by_packets = stall.after is not None and self.series_sent >= stall.after
             if by_heartbeats or (by_packets and kind == "data"):
@@ -272,6 +253,10 @@ class Connection:
         """Send one queued message, applying the faults; False when the connection is done."""
         if self._stall_due(item.kind):
             self.hooks.count("messages_withheld")
+            return True
+        if item.kind == "hello":
+            self.session.send_hello(self._hello)
+            await self._flush()
             return True
         packets = item.packets
         malformed = self.faults.malformed
@@ -334,7 +319,31 @@ class Connection:
         return None
 
     async def _send(self, packets: list[tuple[str, str]], item: _Item) -> None:
-        text = encode([payload for _, payload in packets])
+        """Frame ``packets`` as one message through the session and send it."""
+        payloads: list[str] = []
+        now = self.loop.time()
+        for method, payload in packets:
+            if method == "heartbeat":
+                self.session.send_heartbeat(now)
+                (text,) = self.session.data_to_send()
+                if len(packets) == 1:
+                    await self._write(text)
+                    self.hooks.record_heartbeat(self.attempt, echoed=False)
+                    return
+                payloads.extend(decode(text))
+                self.hooks.record_heartbeat(self.attempt, echoed=False)
+            else:
+                payloads.append(payload)
+                if method in SERIES_METHODS:
+                    self.series_sent += 1
+        self.session.send_packets(payloads)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        for text in self.session.data_to_send():
+            await self._write(text)
+
+    async def _write(self, text: str) -> None:
         drip = self.faults.drip
         if drip is not None and len(text) >= drip.min_size:
             if drip.level == "fragments":
@@ -343,15 +352,6 @@ class Connection:
                 await self._drip_bytes(text, drip.chunk, drip.delay)
         else:
             await self.ws.send(text)
-        now = self.loop.time()
-        for method, payload in packets:
-            if method in SERIES_METHODS:
-                self.series_sent += 1
-            elif method == "heartbeat":
-                number = int(payload[3:])
-                self.unechoed[number] = now
-                self.heartbeats_sent += 1
-                self.hooks.record_heartbeat(self.attempt, echoed=False)
 
     @staticmethod
     async def _fragments(text: str, chunk: int, delay: float) -> AsyncIterator[str]:
@@ -386,7 +386,7 @@ class Connection:
 
     async def _send_malformed(self, kind: str) -> None:
         self.hooks.count("malformed_sent")
-        payload = R.method_payload("du", ["cs_malformed", {}])
+        payload = SM.du("cs_malformed", {})
         if kind == "invalid_utf8":
             await self.ws.send(b"~m~4~m~\xff\xfe\xfd\xfc", text=True)
             return
@@ -401,7 +401,8 @@ class Connection:
             "not_json": lambda: encode(['{"m":"du","p":[']),
             "bad_shape": lambda: encode(['{"m":"timescale_update","p":"oops"}']),
         }
-        await self.ws.send(texts[kind]())
+        self.session.send_raw(texts[kind]())
+        await self._flush()
 
     # -- closing ------------------------------------------------------------------------------
     async def close(self, code: int, reason: str = "") -> None:

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tvadapter.protocol import Bar, ClientRequest
+from tvadapter.protocol import Bar, ClientRequest, SeriesPayload
+from tvadapter.protocol import server_messages as SM
 
 from . import _replies as R
 from ._catalogue import Instrument
@@ -60,6 +61,7 @@ SERIES_METHODS = frozenset(
     }
 )
 
+_NOCHANGE = {"d": "", "indexes": "nochange"}
 _ANONYMOUS_TOKENS = frozenset({"unauthorized_user_token", "widget_user_token"})
 _EXTRA_TIMEZONES = frozenset({"exchange", "Etc/UTC", "UTC"})
 _PRESET_SECONDS = {
@@ -188,7 +190,7 @@ class RequestHandler:
 
     def _critical(self, session: str, name: str, method: str, args: Sequence[Any]) -> Out:
         out = Out()
-        out.add("critical_error", R.critical_error(session, name, method, args))
+        out.add("critical_error", SM.critical_error(session, name, R.misuse_text(method, args)))
         return out
 
     # -- auth ---------------------------------------------------------------------------------
@@ -201,7 +203,7 @@ class RequestHandler:
         if claims is None or (self.config.strict_tokens and not self.issued_tokens(str(token))):
             self.auth = "bad"
             out = Out(close=(1000, ""))
-            out.add("protocol_error", R.protocol_error("bad auth token"))
+            out.add("protocol_error", SM.protocol_error("bad auth token"))
             return [out]
         if claims.exp <= self.now():
             self.auth = "expired"
@@ -257,15 +259,12 @@ class RequestHandler:
         out = Out()
         if inst is None:
             chart.symbols[symbol_id] = None
-            out.add(
-                "symbol_error",
-                R.method_payload("symbol_error", [chart.cs, symbol_id, "invalid symbol"]),
-            )
+            out.add("symbol_error", SM.symbol_error(chart.cs, symbol_id, "invalid symbol"))
             return [out]
         symbol = _Symbol(inst, extended, spec)
         chart.symbols[symbol_id] = symbol
         info = R.symbol_info(inst, session="extended" if extended else "regular", resolution=None)
-        out.add("symbol_resolved", R.method_payload("symbol_resolved", [chart.cs, symbol_id, info]))
+        out.add("symbol_resolved", SM.symbol_resolved(chart.cs, symbol_id, info))
         return [out]
 
     # -- series -------------------------------------------------------------------------------
@@ -322,8 +321,8 @@ class RequestHandler:
     def _series_error(self, cs: str, sid: str, turnaround: str, reason: str) -> Out:
         out = Out()
         now = self.now()
-        out.add("series_loading", R.method_payload("series_loading", [cs, sid, turnaround], t=now))
-        out.add("series_error", R.method_payload("series_error", [cs, sid, turnaround, reason]))
+        out.add("series_loading", SM.series_loading(cs, sid, turnaround, t=now))
+        out.add("series_error", SM.series_error(cs, sid, turnaround, reason, t=now))
         return out
 
     def _m_modify_series(self, p: list[Any]) -> list[Out]:
@@ -413,7 +412,7 @@ class RequestHandler:
         now = self.now()
         out = Out()
         cs, sid, turnaround = chart.cs, series.sid, series.turnaround
-        out.add("series_loading", R.method_payload("series_loading", [cs, sid, turnaround], t=now))
+        out.add("series_loading", SM.series_loading(cs, sid, turnaround, t=now))
         if k > 0:
             bars = self.market.bars(
                 series.symbol.inst, series.timeline, new_lo, series.lo, base=series.base
@@ -437,35 +436,30 @@ class RequestHandler:
         return inst.anonymous_update_mode if self.anonymous else "streaming"
 
     def _completed(self, cs: str, series: _Series, reason: str | None, now: float) -> str:
-        extra: dict[str, Any] = {"rt_update_period": 5 if not self.plan else 0}
-        if reason is not None:
-            extra["data_completed"] = reason
-        mode = self._update_mode(series.symbol.inst)
-        params = [cs, series.sid, mode, series.turnaround, extra]
-        return R.method_payload("series_completed", params, t=now)
+        return SM.series_completed(
+            cs,
+            series.sid,
+            self._update_mode(series.symbol.inst),
+            series.turnaround,
+            rt_update_period=0 if self.plan else 5,
+            data_completed=reason,
+            t=now,
+        )
 
     def _timescale(
         self, cs: str, series: _Series, bars: list[Bar], scale: dict[str, Any], now: float
     ) -> str:
-        entries = []
-        for b in bars:
-            v: list[float] = [b.time, b.open, b.high, b.low, b.close]
-            if b.volume is not None:
-                v.append(b.volume)
-            entries.append({"i": b.index, "v": v})
         node = self.node + ("x" * self.node_padding if self.node_padding else "")
         newest = bars[-1].time if bars else 0.0
-        payload = {
-            series.sid: {
-                "node": node,
-                "s": entries,
-                "ns": {"d": "", "indexes": []},
-                "t": series.turnaround,
-                "lbs": {"bar_close_time": int(newest) + series.resolution.step_seconds},
-            }
-        }
+        payload = SeriesPayload(
+            bars=tuple(bars),
+            turnaround=series.turnaround,
+            node=node,
+            last_bar_close_time=int(newest) + series.resolution.step_seconds,
+            ns=SM.DEFAULT_NS,
+        )
         scale = {**scale, "last_session_switches": {series.sid: {"market": 5}}}
-        return R.method_payload("timescale_update", [cs, payload, scale], t=now)
+        return SM.timescale_update(cs, {series.sid: payload}, scale, t=now)
 
     def _positions(
         self, series: _Series, bounds: tuple[int, int] | None, to_time: int | None
@@ -528,7 +522,7 @@ class RequestHandler:
         now = self.now()
         out = Out()
         cs, sid, turnaround = chart.cs, series.sid, series.turnaround
-        out.add("series_loading", R.method_payload("series_loading", [cs, sid, turnaround], t=now))
+        out.add("series_loading", SM.series_loading(cs, sid, turnaround, t=now))
         if bars:
             scale = {
                 "index": 0,
@@ -540,8 +534,10 @@ class RequestHandler:
             out.add("timescale_update", self._timescale(cs, series, bars, scale, now))
             self.on_bars(len(bars))
         if range_:
-            frame = [cs, sid, turnaround, 0, max(0, len(bars) - 1), range_]
-            out.add("series_timeframe", R.method_payload("series_timeframe", [*frame, True]))
+            last = max(0, len(bars) - 1)
+            out.add(
+                "series_timeframe", SM.series_timeframe(cs, sid, turnaround, 0, last, range_, True)
+            )
         out.add("series_completed", self._completed(cs, series, reason, now))
         return out
 
@@ -549,10 +545,12 @@ class RequestHandler:
         now = self.now()
         out = Out()
         cs, sid, turnaround = chart.cs, series.sid, series.turnaround
-        out.add("series_loading", R.method_payload("series_loading", [cs, sid, turnaround], t=now))
-        frame = [cs, sid, turnaround, series.lo - series.base, series.hi - 1 - series.base, range_]
-        out.add("series_timeframe", R.method_payload("series_timeframe", [*frame, False]))
-        out.add("series_timeframe", R.method_payload("series_timeframe", [*frame, True]))
+        out.add("series_loading", SM.series_loading(cs, sid, turnaround, t=now))
+        lo, hi = series.lo - series.base, series.hi - 1 - series.base
+        for flag in (False, True):
+            out.add(
+                "series_timeframe", SM.series_timeframe(cs, sid, turnaround, lo, hi, range_, flag)
+            )
         out.add("series_completed", self._completed(cs, series, None, now))
         return out
 
@@ -591,13 +589,12 @@ class RequestHandler:
             name, _extended = _parse_spec(key)
             inst = self.market.catalogue.get(name.upper()) if name else None
             if inst is None:
-                payload = {"n": key, "s": "error", "errmsg": "no_such_symbol", "v": {}}
-                out.add("qsd", R.method_payload("qsd", [quote.qs, payload]))
+                out.add("qsd", SM.qsd(quote.qs, key, {}, status="error", error="no_such_symbol"))
                 continue
             quote.symbols[key] = inst
             values = self._quote_values(inst, quote.fields)
-            out.add("qsd", R.method_payload("qsd", [quote.qs, {"n": key, "s": "ok", "v": values}]))
-            out.add("quote_completed", R.method_payload("quote_completed", [quote.qs, key]))
+            out.add("qsd", SM.qsd(quote.qs, key, values))
+            out.add("quote_completed", SM.quote_completed(quote.qs, key))
         return [out] if out.packets else []
 
     def _m_quote_remove_symbols(self, p: list[Any]) -> list[Out]:
@@ -652,7 +649,7 @@ class RequestHandler:
         out = Out()
         turnaround = p[2] if isinstance(p[2], str) else "st1"
         error = {"error": "Study not allowed in this connection", "ctx": {}, "stack_trace": []}
-        out.add("study_error", R.method_payload("study_error", [chart.cs, p[1], turnaround, error]))
+        out.add("study_error", SM.server_packet("study_error", [chart.cs, p[1], turnaround, error]))
         return [out]
 
     # -- live ---------------------------------------------------------------------------------
@@ -682,32 +679,20 @@ class RequestHandler:
                         inst, tl, pos, pos + 1, base=series.base, forming=pos, stage=stage
                     )
                     series.hi = max(series.hi, pos + 1)
-                entries = []
-                for b in bars:
-                    v: list[float] = [b.time, b.open, b.high, b.low, b.close]
-                    if b.volume is not None:
-                        v.append(b.volume)
-                    entries.append({"i": b.index, "v": v})
-                body = {
-                    series.sid: {
-                        "s": entries,
-                        "ns": {"d": "", "indexes": "nochange"},
-                        "t": series.turnaround,
-                        "lbs": {
-                            "bar_close_time": int(bars[-1].time) + series.resolution.step_seconds
-                        },
-                    }
-                }
-                out.add("du", R.method_payload("du", [chart.cs, body], t=now))
+                body = SeriesPayload(
+                    bars=tuple(bars),
+                    turnaround=series.turnaround,
+                    last_bar_close_time=int(bars[-1].time) + series.resolution.step_seconds,
+                    ns=_NOCHANGE,
+                )
+                out.add("du", SM.du(chart.cs, {series.sid: body}, t=now))
         for quote in self.quotes.values():
             for key, inst in quote.symbols.items():
                 last, prev, volume, t = self._last_prices(inst)
                 delta = {"lp": last, "ch": round(last - prev, 10), "lp_time": t}
                 if volume is not None:
                     delta["volume"] = volume
-                out.add(
-                    "qsd", R.method_payload("qsd", [quote.qs, {"n": key, "s": "ok", "v": delta}])
-                )
+                out.add("qsd", SM.qsd(quote.qs, key, delta, t=now))
         return [out] if out.packets else []
 
 

@@ -1,7 +1,7 @@
-"""Server -> client payloads of the fake server (compact JSON, raw UTF-8, keys in wire order).
+"""Content of the fake server's replies: hello, symbol info, quote values, error wording.
 
-Payloads are strings ready for :func:`tvadapter.protocol.encode`. Non-ASCII text is sent raw,
-like the real server, so that clients must count UTF-16 units (PROTOCOL.md §3.2).
+The packets themselves are built with :mod:`tvadapter.protocol.server_messages` (raw UTF-8, as
+the real server sends, so that clients must count UTF-16 units, PROTOCOL.md §3.2).
 """
 
 from __future__ import annotations
@@ -11,69 +11,36 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tvadapter.protocol.server_messages import default_hello_info
+
 from ._catalogue import Instrument
 from ._data import Resolution
 
-__all__ = [
-    "critical_error",
-    "dumps",
-    "hello",
-    "method_payload",
-    "protocol_error",
-    "quote_values",
-    "symbol_info",
-]
+__all__ = ["hello_info", "misuse_text", "quote_values", "symbol_info"]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON with raw UTF-8 (no ``\\uXXXX`` escapes)."""
-    return _ENCODER.encode(obj)
-
-
-def method_payload(method: str, params: Sequence[Any], *, t: float | None = None) -> str:
-    """``{"m": method, "p": params}``, plus ``"t"`` / ``"t_ms"`` when ``t`` is given."""
-    obj: dict[str, Any] = {"m": method, "p": list(params)}
-    if t is not None:
-        obj["t"] = int(t)
-        obj["t_ms"] = int(t * 1000)
-    return dumps(obj)
-
-
-def protocol_error(text: str) -> str:
-    """``protocol_error [text]`` (no session id)."""
-    return method_payload("protocol_error", [text])
 
 
 def _arg_text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return dumps(value)
+    return _ENCODER.encode(value)
 
 
-def critical_error(session: str, name: str, method: str, args: Sequence[Any]) -> str:
-    """``critical_error [session, name, 'method: M. args: "[a, b]"']``, worded as the real one."""
-    text = f'method: {method}. args: "[{", ".join(_arg_text(a) for a in args)}]"'
-    return method_payload("critical_error", [session, name, text])
+def misuse_text(method: str, args: Sequence[Any]) -> str:
+    """``method: M. args: "[a, b]"``: the description of a ``critical_error``, as the real one."""
+    return f'method: {method}. args: "[{", ".join(_arg_text(a) for a in args)}]"'
 
 
-def hello(*, session_id: str, now: float, extra: Mapping[str, Any] | None = None) -> str:
+def hello_info(
+    *, session_id: str, now: float, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The hello object (no ``m``), with the keys a 2025 ``prodata`` hello has."""
-    obj: dict[str, Any] = {
-        "session_id": session_id,
-        "timestamp": int(now),
-        "timestampMs": int(now * 1000),
-        "release": "release_208-91",
-        "studies_metadata_hash": hashlib.sha1(b"tvadapter-fake").hexdigest(),
-        "auth_scheme_vsn": 2,
-        "protocol": "json",
-        "via": "127.0.0.1:443",
-        "javastudies": ["3.66"],
-    }
+    info = default_hello_info(now, session_id=session_id, release="release_208-91")
+    info["studies_metadata_hash"] = hashlib.sha1(b"tvadapter-fake").hexdigest()
     if extra:
-        obj.update(extra)
-    return dumps(obj)
+        info.update(extra)
+    return info
 
 
 def symbol_info(inst: Instrument, *, session: str, resolution: Resolution | None) -> dict[str, Any]:

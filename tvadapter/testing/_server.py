@@ -618,7 +618,7 @@ class FakeTradingView:
             on_bars=self._on_bars,
             node=f"fake-charts-free-{attempt % 9 + 1}-series-{attempt:x}-1",
         )
-        hello = R.hello(
+        hello = R.hello_info(
             session_id=f"<0.{attempt}.{int(now) % 10_000}>_fake-charts-{attempt}-tvbs-1",
             now=now,
             extra=self.config.hello_extra,

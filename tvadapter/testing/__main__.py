@@ -1,0 +1,7 @@
+"""``python -m tvadapter.testing``: run the fake TradingView server from a shell."""
+
+from __future__ import annotations
+
+from ._cli import main
+
+raise SystemExit(main())
