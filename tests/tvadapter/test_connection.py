@@ -40,6 +40,7 @@ from tvadapter import (
 )
 from tvadapter.connection import ConnectionEvent
 from tvadapter.protocol import encode
+from tvadapter.testing import FakeTradingView, RejectHandshake, SlowDrip, Stall, first
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 ORIGIN = "https://www.tradingview.com"
@@ -1060,3 +1061,111 @@ def test_repr_and_logs_do_not_leak_headers(caplog: pytest.LogCaptureFixture) -> 
     assert "SECRET" not in caplog.text
     assert "SECRET" not in text_repr
     assert "connected to" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Against the fake TradingView server (tvadapter.testing)
+# ---------------------------------------------------------------------------------------------
+
+
+def _tv_config(tv: FakeTradingView, **changes: Any) -> NetworkConfig:
+    return _config(tv.ws_url, **changes)
+
+
+def test_fake_tv_accepts_our_origin_and_says_hello() -> None:
+    """The fake server (which 403s a missing, wrong or doubled Origin) accepts us; hello first."""
+    with FakeTradingView(heartbeat_interval=5.0) as tv:
+        with WebSocketManager(_tv_config(tv)) as manager:
+            hello = manager.recv()
+            assert '"session_id"' in hello
+        log = tv.connection_log()
+    assert [(r.status, r.origin) for r in log] == [(101, ORIGIN)]
+
+
+def test_fake_tv_wrong_origin_is_forbidden_at_once() -> None:
+    """A wrong Origin gets 403 from the fake server: HandshakeForbidden after one attempt."""
+    clock = FakeClock()
+    with FakeTradingView() as tv:
+        manager = WebSocketManager(
+            _tv_config(tv, origin="https://data.tradingview.com"), clock=clock, sleep=clock.sleep
+        )
+        with pytest.raises(HandshakeForbidden):
+            manager.connect()
+        assert tv.connection_attempts == 1
+    assert clock.sleeps == []
+
+
+def test_fake_tv_429_first_two_attempts() -> None:
+    """RejectHandshake(429, retry_after=3) on attempts 1-2: success on 3 after waits >= 3 s."""
+    clock = FakeClock()
+    fault = RejectHandshake(status=429, retry_after=3, attempts=first(2))
+    with FakeTradingView(faults=(fault,)) as tv:
+        with WebSocketManager(_tv_config(tv), clock=clock, sleep=clock.sleep) as manager:
+            assert '"session_id"' in manager.recv()
+        assert tv.connection_attempts == 3
+    assert len(clock.sleeps) == 2
+    assert all(wait >= 3.0 for wait in clock.sleeps)
+
+
+def test_fake_tv_heartbeats_answered_over_many_periods() -> None:
+    """Held past many heartbeat periods, every heartbeat is echoed and the server keeps us."""
+    with FakeTradingView(heartbeat_interval=0.1) as tv:
+        with WebSocketManager(_tv_config(tv)) as manager:
+            manager.recv()  # hello
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                with pytest.raises(TvTimeoutError):
+                    manager.recv(timeout=0.25)  # heartbeats only: no data
+            assert manager.is_connected()
+            echoed = manager.heartbeats_echoed
+        record = tv.connection_log()[0]
+    assert echoed >= 5
+    assert record.heartbeats_echoed >= 5
+    assert record.close_code is None  # we closed first; the server never dropped us
+
+
+def test_fake_tv_drops_a_client_that_does_not_echo() -> None:
+    """Control: without echoes the fake server closes the connection (so the echo matters)."""
+    with FakeTradingView(heartbeat_interval=0.1) as tv:
+        with WebSocketManager(_tv_config(tv), echo_heartbeats=False) as manager:
+            with pytest.raises(ConnectionClosed) as info:
+                for _ in range(100):
+                    manager.recv(timeout=1.0)
+            assert not info.value.by_client
+            assert manager.heartbeats_echoed == 0
+
+
+@pytest.mark.parametrize("code", [1005, 1006])
+def test_fake_tv_drop_then_reconnect(code: int) -> None:
+    """A server drop (1005 / 1006) surfaces with its code; ensure_connected() reconnects."""
+    with FakeTradingView(heartbeat_interval=5.0, close_timeout=0.2) as tv:
+        with WebSocketManager(_tv_config(tv)) as manager:
+            manager.recv()  # hello
+            assert tv.drop_connections(code=code) == 1
+            with pytest.raises(ConnectionClosed) as info:
+                manager.recv(timeout=5)
+            assert info.value.code == code
+            assert manager.ensure_connected() is True
+            assert '"session_id"' in manager.recv()
+            assert manager.stats().connections_lost == 1
+        assert tv.connection_attempts == 2
+
+
+def test_fake_tv_stall_times_out_typed() -> None:
+    """A server that sends nothing (not even the hello) gives TvTimeoutError, not a hang."""
+    with FakeTradingView(faults=(Stall(hello=False),)) as tv:
+        with WebSocketManager(_tv_config(tv)) as manager:
+            with pytest.raises(TvTimeoutError):
+                manager.recv(timeout=0.3)
+            assert manager.is_connected()
+
+
+def test_fake_tv_slow_drip_bytes_respects_recv_timeout() -> None:
+    """A frame trickling in bytes cannot hold recv() much past its timeout."""
+    fault = SlowDrip(chunk=16, delay=0.05, level="bytes")
+    with FakeTradingView(faults=(fault,)) as tv:
+        with WebSocketManager(_tv_config(tv)) as manager:
+            start = time.monotonic()
+            with pytest.raises(TvTimeoutError):
+                manager.recv(timeout=0.3)
+            assert time.monotonic() - start < 3.0
