@@ -993,3 +993,69 @@ def test_fake_server_expired_given_token(fake: tuple[Any, Wall]) -> None:
     with pytest.raises(TokenExpiredError):
         auth.token()
     assert sum(server.stats().http_requests.values()) == 0
+
+
+# -- property: renewal timing, with an in-memory transport --------------------------------------
+
+
+class MemoryHttp(HttpClient):
+    """An HttpClient answering sign-in and the home page from memory (fast property tests)."""
+
+    def __init__(self, clock: FakeClock, lifetime: float) -> None:
+        super().__init__()
+        self.clock, self.lifetime = clock, lifetime
+        self.calls = 0
+
+    def fork(self) -> HttpClient:
+        return self
+
+    def cookie(self, name: str) -> str | None:
+        return "sid-" + name
+
+    def _token(self) -> str:
+        self.calls += 1
+        wall = START + self.clock()
+        return make_jwt({"iat": wall, "exp": wall + self.lifetime, "n": self.calls})
+
+    def post_form(self, url: str, fields: Any, **kw: Any) -> Any:
+        from tvadapter._http import HttpResponse
+
+        body = json.dumps({"error": "", "user": {"auth_token": self._token()}}).encode()
+        return HttpResponse(200, url, {"Content-Type": "application/json"}, body)
+
+    def get(self, url: str, **kw: Any) -> Any:
+        from tvadapter._http import HttpResponse
+
+        body = f'<script>{{"auth_token":"{self._token()}"}}</script>'.encode()
+        return HttpResponse(200, url, {"Content-Type": "text/html"}, body)
+
+
+@given(
+    advances=st.lists(st.floats(0, 6_000), min_size=1, max_size=40),
+    margin=st.sampled_from([0.0, 60.0, 300.0, 1_000.0]),
+)
+def test_renewal_keeps_the_margin_with_minimal_sign_ins(
+    advances: list[float], margin: float
+) -> None:
+    """Every token returned has >= margin left, and a sign-in happens only when one is due."""
+    clock = FakeClock(0.0)
+    http = MemoryHttp(clock, lifetime=14_400.0)
+    auth = Authenticator(
+        Credentials(username="alice", password=PASSWORD),
+        config=NetworkConfig(),
+        http=http,
+        refresh_margin=margin,
+        clock=clock,
+        wall_clock=lambda: START + clock(),
+    )
+    renew_at: float | None = None
+    expected = 0
+    for step in advances:
+        clock.advance(step)
+        if renew_at is None or clock() >= renew_at:
+            expected += 1
+            renew_at = clock() + 14_400.0 - margin
+        info = auth.token_info()
+        assert info.expires_at is not None
+        assert info.expires_at - (START + clock()) >= margin - 1.0  # JWT times are whole seconds
+        assert auth.sign_ins == expected == http.calls
