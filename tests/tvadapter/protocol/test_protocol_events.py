@@ -397,6 +397,7 @@ def test_hello_session_id_property() -> None:
 def test_events_are_frozen() -> None:
     """Events are immutable values."""
     event = parse_payload('{"m":"quote_completed","p":["qs","A"]}')
+    assert isinstance(event, QuoteCompleted)
     with pytest.raises(AttributeError):
         event.symbol = "B"  # type: ignore[misc]
 

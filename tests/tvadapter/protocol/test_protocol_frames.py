@@ -19,6 +19,7 @@ from tvadapter.protocol import (
     QuoteData,
     SeriesCompleted,
     SeriesLoading,
+    SeriesPayload,
     SeriesTimeframe,
     StudyCompleted,
     StudyLoading,
@@ -107,7 +108,7 @@ BIG_SERIES = {
 
 def test_big_message_bars_per_series(big_message: str) -> None:
     """Bar counts, volume presence, first/last times and indices match the README per series."""
-    series = {}
+    series: dict[str, SeriesPayload] = {}
     for payload in decode(big_message):
         event = parse_payload(payload)
         if isinstance(event, TimescaleUpdate):

@@ -68,11 +68,12 @@ def test_client_echoes_heartbeats_inside_multi_packet_messages() -> None:
 def test_client_hello_and_sends() -> None:
     """The hello marks the connection accepted; sends are framed one packet per message."""
     client = ClientSession()
-    assert not client.hello_received
+    accepted_before = client.hello_received
     client.send(M.set_auth_token("unauthorized_user_token"))  # allowed before the hello
     client.receive_message(encode([S.hello()]))
-    assert client.hello_received
+    assert accepted_before is False
     assert isinstance(client.hello, Hello)
+    assert client.hello_received
     client.send_all([M.chart_create_session(CS), M.switch_timezone(CS, "exchange")])
     data = client.data_to_send()
     assert len(data) == 3
