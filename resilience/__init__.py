@@ -25,6 +25,7 @@ from .retry import (
     retrying,
 )
 from .timeout import Deadline, timeout
+from .tracking import RequestTracker, TrackerSnapshot
 
 __version__ = "0.1.0"
 
@@ -52,5 +53,7 @@ __all__ = [
     "RetryError",
     "RateLimiter",
     "TokenBucket",
+    "RequestTracker",
+    "TrackerSnapshot",
     "__version__",
 ]
