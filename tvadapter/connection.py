@@ -3,9 +3,10 @@
 What it does
 ------------
 * :meth:`WebSocketManager.connect` opens the connection with exactly one correct Origin
-  (``config.origin``), retrying failed attempts with exponential backoff and jitter
-  (:class:`resilience.backoff.Backoff`, ``equal`` jitter: every wait is at least half the
-  exponential value, so a refused client never hammers the server) up to
+  (``config.origin``), retrying failed attempts with :func:`resilience.retry.retrying` and
+  exponential backoff with jitter (:class:`resilience.backoff.Backoff` from
+  ``base_retry_delay`` doubling to ``max_retry_delay``, ``equal`` jitter: every wait is at
+  least half the exponential value, so a refused client never hammers the server) up to
   ``config.max_retries`` retries and within a deadline (``config.request_deadline`` unless
   given).  HTTP 429 is retried after at least its ``Retry-After``; 403 and other permanent
   refusals (:class:`~tvadapter.errors.HandshakeForbidden`, a ConfigurationError) fail at once.
@@ -67,6 +68,7 @@ from types import TracebackType
 
 from resilience import _clock
 from resilience.backoff import Backoff
+from resilience.retry import AttemptRecord, retrying
 from resilience.timeout import Deadline
 
 from ._transport import IoCounters, Transport, safe_ws_url
@@ -128,6 +130,15 @@ class ConnectionStats:
     connected: bool
     connection_id: int
     connection_age: float | None
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Connect failures worth another attempt: not 403-like refusals, bad config, or our close."""
+    if isinstance(exc, (HandshakeForbidden, ConfigurationError)):
+        return False
+    if isinstance(exc, ConnectionClosed) and exc.by_client:
+        return False
+    return isinstance(exc, (TvConnectionError, TvTimeoutError))
 
 
 def _check_timeout(name: str, value: float | None, default: float) -> float:
@@ -390,73 +401,90 @@ class WebSocketManager:
         return True
 
     def _open_with_retry(self, budget: Deadline, epoch: int) -> Transport:
+        """Open a transport, retried by :func:`resilience.retry.retrying` (see the module doc)."""
         config = self._config
         attempts = config.max_retries + 1
         interrupt = self._interrupt
-        last: BaseException | None = None
-        for attempt in range(1, attempts + 1):
-            if attempt > 1:
-                assert last is not None
-                delay = self._backoff.compute(attempt - 1, self._rng)
-                retry_after = getattr(last, "retry_after", None)
-                if isinstance(retry_after, (int, float)) and retry_after > delay:
-                    delay = float(retry_after)
-                if delay >= budget.remaining():
-                    logger.warning(
-                        "giving up on %s: next attempt in %.1f s would pass the deadline",
-                        self._where,
-                        delay,
-                    )
-                    break
-                logger.info(
-                    "retrying connect to %s in %.2f s (attempt %d of %d)",
-                    self._where,
-                    delay,
-                    attempt,
-                    attempts,
-                )
-                self._emit("retry", self._connection_id, attempt=attempt, delay=delay)
-                self._wait(delay, interrupt)
+
+        def before_sleep(record: AttemptRecord) -> None:
+            logger.info(
+                "retrying connect to %s in %.2f s (attempt %d of %d)",
+                self._where,
+                record.next_wait,
+                record.number + 1,
+                attempts,
+            )
+            self._emit(
+                "retry", self._connection_id, attempt=record.number + 1, delay=record.next_wait
+            )
+
+        def on_giveup(record: AttemptRecord) -> None:
+            logger.warning(
+                "giving up connecting to %s after %d attempt(s) (%s)",
+                self._where,
+                record.number,
+                record.reason,
+            )
+            self._emit(
+                "gave_up", self._connection_id, attempt=record.number, error=record.exception
+            )
+
+        for attempt in retrying(
+            on=_retryable,
+            attempts=attempts,
+            deadline=budget,
+            backoff=self._backoff,
+            before_sleep=before_sleep,
+            on_giveup=on_giveup,
+            clock=self._clock,
+            sleep=lambda delay: self._wait(delay, interrupt),
+            rng=self._rng,
+            name="WebSocketManager.connect",
+        ):
+            with attempt:
                 if self._epoch != epoch:
                     raise ConnectionClosed(
                         "disconnect() was called while connecting", code=1000, by_client=True
-                    ) from last
-            remaining = budget.remaining()
-            if remaining <= 0:
-                break
-            timeout = min(config.connect_timeout, remaining)
-            with self._counts_lock:
-                self._connect_attempts += 1
-            self._emit("connecting", self._connection_id, attempt=attempt)
-            try:
-                return Transport.connect(
-                    config.ws_url,
-                    origin=config.origin,
-                    headers=config.handshake_headers(),
-                    connect_timeout=timeout,
-                    send_timeout=config.send_timeout,
-                    counters=self._io,
-                )
-            except (HandshakeForbidden, ConfigurationError) as exc:
-                self._count_failure()
-                logger.error("cannot connect to %s: %s (not retrying)", self._where, exc)
-                self._emit("gave_up", self._connection_id, attempt=attempt, error=exc)
-                raise
-            except (TvConnectionError, TvTimeoutError) as exc:
-                self._count_failure()
-                last = exc
-                logger.warning(
-                    "connect attempt %d/%d to %s failed: %s", attempt, attempts, self._where, exc
-                )
-                self._emit("connect_failed", self._connection_id, attempt=attempt, error=exc)
-        if last is None:
-            raise TvTimeoutError(f"no time left to connect to {self._where}")
-        self._emit("gave_up", self._connection_id, error=last)
-        raise last
-
-    def _count_failure(self) -> None:
-        with self._counts_lock:
-            self._connect_failures += 1
+                    )
+                remaining = attempt.remaining
+                timeout = config.connect_timeout
+                if remaining is not None:
+                    if remaining <= 0:
+                        raise TvTimeoutError(f"no time left to connect to {self._where}")
+                    timeout = min(timeout, remaining)
+                with self._counts_lock:
+                    self._connect_attempts += 1
+                self._emit("connecting", self._connection_id, attempt=attempt.number)
+                try:
+                    return Transport.connect(
+                        config.ws_url,
+                        origin=config.origin,
+                        headers=config.handshake_headers(),
+                        connect_timeout=timeout,
+                        send_timeout=config.send_timeout,
+                        counters=self._io,
+                    )
+                except TvError as exc:
+                    with self._counts_lock:
+                        self._connect_failures += 1
+                    if _retryable(exc):
+                        logger.warning(
+                            "connect attempt %d/%d to %s failed: %s",
+                            attempt.number,
+                            attempts,
+                            self._where,
+                            exc,
+                        )
+                        self._emit(
+                            "connect_failed", self._connection_id, attempt=attempt.number, error=exc
+                        )
+                    else:
+                        logger.error("cannot connect to %s: %s (not retrying)", self._where, exc)
+                        self._emit(
+                            "gave_up", self._connection_id, attempt=attempt.number, error=exc
+                        )
+                    raise
+        raise AssertionError("unreachable: retrying either returns or raises")  # pragma: no cover
 
     def _wait(self, delay: float, interrupt: threading.Event) -> None:
         if self._sleep is _clock.sleep:

@@ -353,8 +353,11 @@ def test_handshake_sends_exactly_one_origin(headers: dict[str, str]) -> None:
 def test_403_fails_fast_without_retry() -> None:
     """HTTP 403 raises HandshakeForbidden (a configuration error) after one attempt, no sleep."""
     clock = FakeClock()
+    events: list[ConnectionEvent] = []
     with RawServer(statuses=[403]) as server:
-        manager = WebSocketManager(_config(server.url), clock=clock, sleep=clock.sleep)
+        manager = WebSocketManager(
+            _config(server.url), clock=clock, sleep=clock.sleep, on_event=events.append
+        )
         with pytest.raises(HandshakeForbidden) as info:
             manager.connect()
         assert len(server.requests) == 1
@@ -364,6 +367,7 @@ def test_403_fails_fast_without_retry() -> None:
     assert clock.sleeps == []
     assert manager.stats().connect_failures == 1
     assert not manager.is_connected()
+    assert [e.kind for e in events] == ["connecting", "gave_up"]
 
 
 @pytest.mark.parametrize("k", [1, 3])
