@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from . import errors
+from ._client import TvDatafeed
+from ._metrics import ClientMetrics
 from .config import NetworkConfig
 from .connection import WebSocketManager
 from .errors import *  # noqa: F403
+from .interval import Interval
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]
 __all__ += errors.__all__
 __all__ += ["NetworkConfig", "WebSocketManager"]
+__all__ += ["ClientMetrics", "Interval", "TvDatafeed"]
