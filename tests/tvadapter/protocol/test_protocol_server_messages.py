@@ -214,7 +214,7 @@ bars = st.lists(
 label = st.text(min_size=1, max_size=10)
 
 
-@settings(max_examples=150)
+@settings(max_examples=80)
 @given(
     bars,
     st.one_of(st.none(), label),
