@@ -10,7 +10,7 @@ the same numbers.
   midnight, negative for a session that opens the evening before), session length, extended hours.
 * :class:`Timeline` is the grid of bar open times of one (calendar, resolution, session) up to the
   data anchor, newest ``depth`` bars, extendable forward for live mode.
-* :func:`bar_values` computes one bar's open/high/low/close/volume from its time.
+* :func:`bar_series` computes bars' open/high/low/close/volume from their times.
 
 Daily bars sit at the session open (NSE 03:45 UTC, US 14:30/13:30 UTC, crypto 00:00 UTC), weekly
 bars at the first session of the week, monthly bars at the first session of the month.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -29,6 +30,7 @@ __all__ = [
     "Calendar",
     "Resolution",
     "Timeline",
+    "bar_series",
     "bar_values",
     "parse_resolution",
 ]
@@ -302,22 +304,81 @@ def _splitmix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _unit(seed: int, t: int, salt: int) -> float:
-    """A deterministic number in [0, 1) from (seed, t, salt)."""
-    return _splitmix(seed ^ (t * 0x100000001B3 + salt * 0x1F3D5B79)) / 2.0**64
+_TWO_PI = 2 * math.pi
+_P1 = 86_400 * 365.25 * 3.1
+_P2 = 86_400 * 47.3
+_P3 = 3_600 * 7.7
+_K = 0x100000001B3
+_BITS21 = (1 << 21) - 1
+_SCALE21 = 1.0 / (1 << 21)
 
 
 def price_at(seed: int, base: float, t: float) -> float:
     """The synthetic mid price at epoch time ``t``: slow waves around ``base`` plus small noise."""
-    phase1 = (seed % 997) / 997.0 * 2 * math.pi
-    phase2 = (seed % 991) / 991.0 * 2 * math.pi
-    waves = (
-        0.25 * math.sin(2 * math.pi * t / (86_400 * 365.25 * 3.1) + phase1)
-        + 0.08 * math.sin(2 * math.pi * t / (86_400 * 47.3) + phase2)
-        + 0.015 * math.sin(2 * math.pi * t / (3_600 * 7.7) + phase1 + phase2)
-    )
-    noise = (_unit(seed, int(t), 7) - 0.5) * 0.004
-    return base * math.exp(waves + noise)
+    return bar_series(seed, base, [int(t), int(t) + 1], pricescale=0, volume_base=None)[0][0]
+
+
+def bar_series(
+    seed: int,
+    base: float,
+    times: Sequence[int],
+    *,
+    pricescale: int,
+    volume_base: float | None,
+    volume_decimals: int = 0,
+) -> list[tuple[float, float, float, float, float | None]]:
+    """``(open, high, low, close, volume)`` of the bars opening at ``times[:-1]``.
+
+    Bar ``k`` spans ``times[k]`` to ``times[k + 1]``: it opens at the price of ``times[k]`` and
+    closes at the price of ``times[k + 1]`` (so a bar's close is the next bar's open). Prices are
+    rounded to ``1 / pricescale`` (not at all when ``pricescale`` is 0); high >= max(open, close)
+    and low <= min(open, close) always hold; volume is ``None`` when ``volume_base`` is.
+    """
+    sin, exp, mix = math.sin, math.exp, _splitmix
+    phase1 = (seed % 997) / 997.0 * _TWO_PI
+    phase2 = (seed % 991) / 991.0 * _TWO_PI
+    phase3 = phase1 + phase2
+    w1, w2, w3 = _TWO_PI / _P1, _TWO_PI / _P2, _TWO_PI / _P3
+    prices = []
+    for t in times:
+        noise = (mix(seed ^ (t * _K + 7)) * 2.0**-64 - 0.5) * 0.004
+        prices.append(
+            base
+            * exp(
+                0.25 * sin(w1 * t + phase1)
+                + 0.08 * sin(w2 * t + phase2)
+                + 0.015 * sin(w3 * t + phase3)
+                + noise
+            )
+        )
+    out: list[tuple[float, float, float, float, float | None]] = []
+    scale = float(pricescale)
+    for k in range(len(times) - 1):
+        t = times[k]
+        span = max(1, times[k + 1] - t)
+        o_raw, c_raw = prices[k], prices[k + 1]
+        bits = mix(seed ^ (t * _K + 11))
+        u_high = (bits & _BITS21) * _SCALE21
+        u_low = ((bits >> 21) & _BITS21) * _SCALE21
+        u_vol = ((bits >> 42) & _BITS21) * _SCALE21
+        spread = 0.002 + 0.01 * min(1.0, span / 86_400) ** 0.5
+        h_raw = (o_raw if o_raw > c_raw else c_raw) * (1 + spread * u_high)
+        l_raw = (o_raw if o_raw < c_raw else c_raw) * (1 - spread * u_low)
+        if scale:
+            o = round(o_raw * scale) / scale
+            h = round(h_raw * scale) / scale
+            lo = round(l_raw * scale) / scale
+            c = round(c_raw * scale) / scale
+        else:
+            o, h, lo, c = o_raw, h_raw, l_raw, c_raw
+        h = max(h, o, c)
+        lo = min(lo, o, c)
+        volume: float | None = None
+        if volume_base is not None:
+            raw = volume_base * (span / 86_400) * (0.4 + 1.2 * u_vol)
+            volume = float(round(raw, volume_decimals)) if volume_decimals else float(round(raw))
+        out.append((o, h, lo, c, volume))
+    return out
 
 
 def bar_values(
@@ -330,25 +391,12 @@ def bar_values(
     volume_base: float | None,
     volume_decimals: int = 0,
 ) -> tuple[float, float, float, float, float | None]:
-    """One bar's ``(open, high, low, close, volume)``; volume ``None`` for instruments without it.
-
-    Prices are rounded to ``1 / pricescale``; high >= max(open, close) and low <= min(open, close)
-    always hold.
-    """
-    o_raw = price_at(seed, base, t)
-    c_raw = price_at(seed, base, t + span)
-    spread = 0.002 + 0.01 * min(1.0, span / 86_400) ** 0.5
-    h_raw = max(o_raw, c_raw) * (1 + spread * _unit(seed, t, 11))
-    l_raw = min(o_raw, c_raw) * (1 - spread * _unit(seed, t, 13))
-    o = round(o_raw * pricescale) / pricescale
-    h = round(h_raw * pricescale) / pricescale
-    lo = round(l_raw * pricescale) / pricescale
-    c = round(c_raw * pricescale) / pricescale
-    h = max(h, o, c)
-    lo = min(lo, o, c)
-    volume: float | None = None
-    if volume_base is not None:
-        scale = max(span, 1) / 86_400
-        raw = volume_base * scale * (0.4 + 1.2 * _unit(seed, t, 17))
-        volume = float(round(raw, volume_decimals)) if volume_decimals else float(round(raw))
-    return float(o), float(h), float(lo), float(c), volume
+    """One bar's ``(open, high, low, close, volume)``: :func:`bar_series` for one bar."""
+    return bar_series(
+        seed,
+        base,
+        [t, t + max(1, span)],
+        pricescale=pricescale,
+        volume_base=volume_base,
+        volume_decimals=volume_decimals,
+    )[0]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from tvadapter.protocol import Bar
 
 from ._catalogue import Catalogue, Instrument
-from ._data import Resolution, Timeline, bar_values
+from ._data import Resolution, Timeline, bar_series
 
 __all__ = ["HistoryDepth", "Market"]
 
@@ -107,20 +107,6 @@ class Market:
             return timeline.history_len + self._tick
 
     # -- bars ---------------------------------------------------------------------------------
-    @staticmethod
-    def _values(
-        inst: Instrument, t: int, t_next: int
-    ) -> tuple[float, float, float, float, float | None]:
-        return bar_values(
-            inst.seed,
-            inst.base_price,
-            t,
-            max(1, t_next - t),
-            pricescale=inst.pricescale,
-            volume_base=inst.volume_base,
-            volume_decimals=inst.volume_decimals,
-        )
-
     def bars(
         self,
         inst: Instrument,
@@ -140,14 +126,19 @@ class Market:
         if hi <= lo:
             return []
         times = timeline.slice(lo, hi + 1)
+        values = bar_series(
+            inst.seed,
+            inst.base_price,
+            times,
+            pricescale=inst.pricescale,
+            volume_base=inst.volume_base,
+            volume_decimals=inst.volume_decimals,
+        )
         out: list[Bar] = []
-        for k in range(hi - lo):
+        for k, final in enumerate(values):
             p = lo + k
-            t, t_next = times[k], times[k + 1]
-            o, h, low, c, v = self._values(inst, t, t_next)
-            if p == forming:
-                o, h, low, c, v = self.partial(inst, (o, h, low, c, v), stage)
-            out.append(Bar(float(t), o, h, low, c, v, p - base))
+            o, h, low, c, v = self.partial(inst, final, stage) if p == forming else final
+            out.append(Bar(float(times[k]), o, h, low, c, v, p - base))
         return out
 
     def partial(
