@@ -5,10 +5,14 @@ Everything the package raises derives from :class:`TvError`::
     TvError
     ├── ConfigurationError (+ ValueError)      bad configuration or arguments
     ├── TvConnectionError (+ ConnectionError)  could not connect, or the connection was lost
-    │   └── HandshakeRejected                  the WebSocket upgrade got an HTTP status (403, 429, 503...)
+    │   ├── ConnectionClosed                   the WebSocket closed (``code`` when known)
+    │   └── HandshakeRejected                  the upgrade got an HTTP status (403, 429, 503...)
+    │       ├── HandshakeRateLimited           HTTP 429 (+ RateLimitedError, ``retry_after``)
+    │       └── HandshakeForbidden             403/401/404: not retryable (+ ConfigurationError)
     ├── TvTimeoutError (+ TimeoutError)        no progress / the request deadline passed
-    ├── RateLimitedError                       the server or our limiter refused (has ``retry_after``)
-    ├── TvCircuitOpenError                     our circuit breaker is open (has ``retry_after``)
+    ├── RateLimitedError                       server or own limiter refused (``retry_after``)
+    ├── TvCircuitOpenError                     our circuit breaker is open (``retry_after``)
+    ├── HttpStatusError                        an HTTP endpoint answered a non-2xx status
     ├── SymbolNotFoundError (+ LookupError)    ``symbol_error`` / no such symbol
     ├── SeriesError                            ``series_error`` (e.g. ``custom_resolution``)
     ├── CriticalError                          ``critical_error`` (misuse reported by the server)
@@ -16,12 +20,13 @@ Everything the package raises derives from :class:`TvError`::
     │   ├── InvalidCredentialsError            wrong username or password
     │   ├── CaptchaRequiredError               ``recaptcha_required``
     │   ├── TwoFactorRequiredError             ``2FA_required``
-    │   └── TokenExpiredError                  the session only carries heartbeats / bad auth token
+    │   └── TokenExpiredError                  heartbeat-only session / bad auth token
     ├── ProtocolError                          the peer broke the protocol
     │   ├── FramingError                       malformed ``~m~N~m~`` framing
     │   ├── MalformedPayloadError              a packet that is not the JSON it must be
     │   └── ServerProtocolError                the server sent ``protocol_error``
-    └── DataIncompleteError                    the data received fails the integrity checks
+    ├── DataIncompleteError                    the data received fails the integrity checks
+    └── LocalProtocolError (+ RuntimeError)    we misused the protocol core (a bug of ours)
 
 Messages never contain secrets (passwords, tokens, cookies).
 """
