@@ -233,7 +233,11 @@ class WebSocketManager:
         return self._heartbeats_echoed
 
     def is_connected(self) -> bool:
-        """True if a connection is open (cheap: no network traffic, unlike a ping)."""
+        """True if a connection is open (cheap: no network traffic, unlike a ping).
+
+        A drop is noticed by the next :meth:`recv`/:meth:`send` or by the health check that
+        :meth:`connect`/:meth:`ensure_connected` run on an idle connection.
+        """
         transport = self._transport
         return transport is not None and not transport.closed
 
