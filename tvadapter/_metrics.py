@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -70,7 +70,7 @@ class ClientMetrics:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain ``dict`` of every field (mappings copied to plain dicts)."""
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["errors_by_kind"] = dict(self.errors_by_kind)
         data["recent_errors_by_kind"] = dict(self.recent_errors_by_kind)
         return data

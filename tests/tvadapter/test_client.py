@@ -1,0 +1,321 @@
+"""End-to-end tests of TvDatafeed against the fake TradingView server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pytest
+from test_client_support import assert_same_bars, client_config, no_new_threads
+
+from tvadapter import (
+    ClientMetrics,
+    ConfigurationError,
+    Interval,
+    SeriesError,
+    SymbolNotFoundError,
+    TvConnectionError,
+    TvDatafeed,
+)
+from tvadapter.testing import FakeTradingView
+
+Factory = Callable[..., FakeTradingView]
+
+
+def test_daily_bars_match_the_server(fake_tv_factory: Factory) -> None:
+    """get_hist returns exactly the server's newest daily bars in tvDatafeed's shape."""
+    tv = fake_tv_factory()
+    with no_new_threads(), TvDatafeed(config=client_config(tv)) as client:
+        frame = client.get_hist("AAPL", "NASDAQ", Interval.in_daily, n_bars=10)
+        assert list(frame.columns) == ["symbol", "open", "high", "low", "close", "volume"]
+        assert all(frame[c].dtype == np.float64 for c in frame.columns[1:])
+        assert_same_bars(frame, tv.bars("NASDAQ:AAPL", "1D", 10), "NASDAQ:AAPL")
+
+
+def test_default_exchange_and_symbol_rules(fake_tv_factory: Factory) -> None:
+    """A symbol with ':' ignores the exchange; fut_contract builds the continuous contract."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client:
+        frame = client.get_hist("NASDAQ:MSFT", "IGNORED", n_bars=3)
+        assert_same_bars(frame, tv.bars("NASDAQ:MSFT", "1D", 3), "NASDAQ:MSFT")
+        frame = client.get_hist("CRUDEOIL", "MCX", "1H", n_bars=4, fut_contract=1)
+        assert_same_bars(frame, tv.bars("MCX:CRUDEOIL1!", "1H", 4), "MCX:CRUDEOIL1!")
+
+
+def test_interval_spellings_reach_the_same_series(fake_tv_factory: Factory) -> None:
+    """'60' and Interval.in_1_hour give the same hourly bars."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client:
+        a = client.get_hist("BINANCE:BTCUSDT", interval="60", n_bars=20)
+        b = client.get_hist("BINANCE:BTCUSDT", interval=Interval.in_1_hour, n_bars=20)
+        assert a.equals(b)
+        assert_same_bars(a, tv.bars("BINANCE:BTCUSDT", "1H", 20), "BINANCE:BTCUSDT")
+
+
+def test_index_without_volume_has_nan_volume(fake_tv_factory: Factory) -> None:
+    """An index (5-element bars) comes back with NaN volume, prices intact."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client:
+        frame = client.get_hist("SPX", "SP", n_bars=30)
+    assert frame["volume"].isna().all()
+    assert_same_bars(frame, tv.bars("SP:SPX", "1D", 30), "SP:SPX")
+
+
+def test_5000_bars(fake_tv_factory: Factory) -> None:
+    """5,000 one-minute bars (one full round) match the server value by value."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client:
+        frame = client.get_hist("AAPL", "NASDAQ", Interval.in_1_minute, n_bars=5_000)
+        assert_same_bars(frame, tv.bars("NASDAQ:AAPL", "1", 5_000), "NASDAQ:AAPL")
+        assert client.metrics().rounds == 1
+
+
+def test_20000_bars_paginate_with_request_more_data(fake_tv_factory: Factory) -> None:
+    """20,000 bars on a premium token arrive over 4 rounds and match the server exactly."""
+    tv = fake_tv_factory()
+    token = tv.issue_token("alice", plan="pro_premium")
+    with TvDatafeed(config=client_config(tv), token=token) as client:
+        frame = client.get_hist("BTCUSDT", "BINANCE", "1", n_bars=20_000)
+        assert_same_bars(frame, tv.bars("BINANCE:BTCUSDT", "1", 20_000), "BINANCE:BTCUSDT")
+        assert client.metrics().rounds == 4
+    assert tv.requests.get("request_more_data") == 3
+
+
+def test_anonymous_request_past_the_cap_gets_the_cap(fake_tv_factory: Factory) -> None:
+    """Anonymous access is capped at 5,000: asking 12,000 returns the newest 5,000, no error."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client:
+        frame = client.get_hist("AAPL", "NASDAQ", "5", n_bars=12_000)
+    assert_same_bars(frame, tv.bars("NASDAQ:AAPL", "5", 5_000), "NASDAQ:AAPL")
+
+
+def test_short_history_returns_what_exists(fake_tv_factory: Factory) -> None:
+    """A series with fewer bars than asked returns all of them (history exhausted)."""
+    tv = fake_tv_factory(history_depth=37)
+    with TvDatafeed(config=client_config(tv)) as client:
+        frame = client.get_hist("AAPL", "NASDAQ", "15", n_bars=500)
+    assert len(frame) == 37
+    assert_same_bars(frame, tv.bars("NASDAQ:AAPL", "15"), "NASDAQ:AAPL")
+
+
+def test_date_range(fake_tv_factory: Factory) -> None:
+    """start/end return exactly the server's bars whose open time is inside the range."""
+    tv = fake_tv_factory()
+    newest = tv.bars("NASDAQ:AAPL", "1H", 1)[0].time
+    end = datetime.fromtimestamp(newest - 3 * 86_400, tz=timezone.utc)
+    start = end - timedelta(days=20)
+    with TvDatafeed(config=client_config(tv)) as client:
+        frame = client.get_hist("AAPL", "NASDAQ", "1H", start=start, end=end)
+        truth = tv.bars("NASDAQ:AAPL", "1H", start=start.timestamp(), end=end.timestamp())
+        assert len(truth) > 50
+        assert_same_bars(frame, truth, "NASDAQ:AAPL")
+        # Naive datetimes are UTC; strings and epoch seconds work too.
+        naive = client.get_hist(
+            "AAPL", "NASDAQ", "1H", start=start.replace(tzinfo=None), end=end.timestamp()
+        )
+        assert naive.equals(frame)
+        text = client.get_hist("AAPL", "NASDAQ", "1H", start=start.isoformat(), end=end)
+        assert text.equals(frame)
+
+
+def test_date_range_longer_than_a_round(fake_tv_factory: Factory) -> None:
+    """A range of ~8,000 minute bars on a premium token comes back complete."""
+    tv = fake_tv_factory()
+    token = tv.issue_token("alice", plan="pro_premium")
+    newest = tv.bars("BINANCE:BTCUSDT", "1", 1)[0].time
+    start, end = newest - 8_000 * 60, newest - 30 * 60
+    with TvDatafeed(config=client_config(tv), token=token) as client:
+        frame = client.get_hist("BINANCE:BTCUSDT", interval="1", start=start, end=end)
+    assert_same_bars(
+        frame, tv.bars("BINANCE:BTCUSDT", "1", start=start, end=end), "BINANCE:BTCUSDT"
+    )
+
+
+def test_date_range_until_now_and_empty_range(fake_tv_factory: Factory) -> None:
+    """start without end runs to now; a range with no bars gives an empty frame, not None."""
+    tv = fake_tv_factory()
+    newest = tv.bars("NASDAQ:AAPL", "1D", 1)[0].time
+    with TvDatafeed(config=client_config(tv)) as client:
+        recent = client.get_hist("AAPL", "NASDAQ", start=newest - 10 * 86_400)
+        assert_same_bars(
+            recent, tv.bars("NASDAQ:AAPL", "1D", start=newest - 10 * 86_400), "NASDAQ:AAPL"
+        )
+        empty = client.get_hist("AAPL", "NASDAQ", start=date(1990, 1, 1), end=date(1990, 2, 1))
+    assert len(empty) == 0 and empty.columns[0] == "symbol"
+    assert str(empty.index.dtype) == "datetime64[ns, UTC]"
+
+
+def test_connection_is_reused(fake_tv_factory: Factory) -> None:
+    """Sequential calls share one connection and delete their chart sessions."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client:
+        for symbol in ("AAPL", "MSFT", "NVDA", "AMZN"):
+            client.get_hist(symbol, "NASDAQ", n_bars=5)
+        metrics = client.metrics()
+    assert tv.connection_attempts == 1
+    assert metrics.connections == 1 and metrics.reconnects == 0
+    assert tv.requests.get("chart_delete_session") == 4
+    assert tv.requests.get("set_auth_token") == 1
+
+
+def test_heartbeats_answered_on_a_held_connection(fake_tv_factory: Factory) -> None:
+    """Idle for several heartbeat periods, the connection survives (echoes) and is reused."""
+    tv = fake_tv_factory(heartbeat_interval=0.2, heartbeat_timeout=0.3)
+    with TvDatafeed(config=client_config(tv, health_check_after=60.0)) as client:
+        first = client.get_hist("AAPL", "NASDAQ", n_bars=5)
+        time.sleep(1.5)
+        second = client.get_hist("AAPL", "NASDAQ", n_bars=5)
+        metrics = client.metrics()
+    assert first.equals(second)
+    assert tv.connection_attempts == 1
+    assert metrics.heartbeats_echoed >= 5
+    assert metrics.connections_lost == 0
+
+
+def test_many_threads_share_one_connection(fake_tv_factory: Factory) -> None:
+    """16 threads calling get_hist at once on one client all get their own, exact bars."""
+    tv = fake_tv_factory()
+    symbols = tv.symbols()[:16]
+    results: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    with no_new_threads(), TvDatafeed(config=client_config(tv)) as client:
+        barrier = threading.Barrier(len(symbols))
+
+        def work(symbol: str) -> None:
+            try:
+                barrier.wait()
+                results[symbol] = client.get_hist(symbol, interval="15", n_bars=300)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(s,)) for s in symbols]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert errors == []
+    for symbol in symbols:
+        assert_same_bars(results[symbol], tv.bars(symbol, "15", 300), symbol)
+    assert tv.connection_attempts == 1
+
+
+def test_unknown_symbol_fails_fast(fake_tv_factory: Factory) -> None:
+    """symbol_error becomes SymbolNotFoundError at once: no retry, breaker still closed."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client:
+        started = time.monotonic()
+        with pytest.raises(SymbolNotFoundError, match="NASDAQ:NOPE"):
+            client.get_hist("NOPE", "NASDAQ")
+        assert time.monotonic() - started < 1.0
+        for _ in range(6):
+            with pytest.raises(SymbolNotFoundError):
+                client.get_hist("NOPE", "NASDAQ")
+        metrics = client.metrics()
+        assert metrics.retries == 0 and metrics.circuit_state == "closed"
+        assert metrics.errors_by_kind["SymbolNotFoundError"] == 7
+        # The connection is still fine for a good symbol.
+        assert len(client.get_hist("AAPL", "NASDAQ", n_bars=2)) == 2
+    assert tv.requests.get("create_series") == 8  # one per call: nothing retried
+
+
+def test_custom_resolution_refused_anonymously(fake_tv_factory: Factory) -> None:
+    """A seconds resolution on an anonymous session is a SeriesError, not retried."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client, pytest.raises(SeriesError):
+        client.get_hist("AAPL", "NASDAQ", "5S")
+    assert client.metrics().retries == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"n_bars": 0}, "n_bars"),
+        ({"interval": "bogus"}, "interval"),
+        ({"fut_contract": "1"}, "fut_contract"),
+        ({"start": 2_000_000_000, "end": 1_000_000_000}, "start"),
+        ({"end": 1_000_000_000}, "end"),
+        ({"start": "not a date"}, "start"),
+        ({"timeout": 0}, "timeout"),
+    ],
+)
+def test_bad_arguments_fail_before_any_request(
+    fake_tv_factory: Factory, kwargs: dict[str, Any], param: str
+) -> None:
+    """Invalid arguments raise ConfigurationError naming the parameter, with no traffic."""
+    tv = fake_tv_factory()
+    with (
+        TvDatafeed(config=client_config(tv)) as client,
+        pytest.raises(ConfigurationError, match=param),
+    ):
+        client.get_hist("AAPL", "NASDAQ", **kwargs)
+    assert tv.connection_attempts == 0
+
+
+def test_search_symbol(fake_tv_factory: Factory) -> None:
+    """search_symbol goes to the v3 search and returns ready-to-use full symbols."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client:
+        found = client.search_symbol("AAPL", "NASDAQ")
+    assert any(item["full_symbol"] == "NASDAQ:AAPL" for item in found)
+
+
+def test_metrics_counters_and_latency(fake_tv_factory: Factory) -> None:
+    """metrics() counts requests, bars and errors and reports latency percentiles."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv)) as client:
+        assert client.metrics().p50 is None
+        client.get_hist("AAPL", "NASDAQ", n_bars=7)
+        client.get_hist("MSFT", "NASDAQ", n_bars=3)
+        with pytest.raises(SymbolNotFoundError):
+            client.get_hist("NOPE", "NASDAQ")
+        metrics = client.metrics()
+    assert isinstance(metrics, ClientMetrics)
+    assert (metrics.requests, metrics.succeeded, metrics.failed) == (3, 2, 1)
+    assert metrics.bars_received == 10
+    assert metrics.attempts == 3 and metrics.retries == 0
+    assert metrics.p50 is not None and metrics.p99 is not None and metrics.max_latency is not None
+    assert 0 < metrics.p50 <= metrics.p99 <= metrics.max_latency * 1.02
+    assert metrics.recent_errors_by_kind == {"SymbolNotFoundError": 1}
+    assert abs(metrics.error_rate - 1 / 3) < 1e-9
+    data = metrics.as_dict()
+    assert data["requests"] == 3 and isinstance(data["errors_by_kind"], dict)
+
+
+def test_close_stops_everything(fake_tv_factory: Factory) -> None:
+    """close() disconnects and ends the reader; later calls raise TvConnectionError."""
+    tv = fake_tv_factory()
+    with no_new_threads():
+        client = TvDatafeed(config=client_config(tv))
+        client.get_hist("AAPL", "NASDAQ", n_bars=2)
+        client.close()
+        client.close()  # idempotent
+        assert client.closed
+        with pytest.raises(TvConnectionError, match="closed"):
+            client.get_hist("AAPL", "NASDAQ", n_bars=2)
+    assert tv.wait_for(lambda s: s.open_connections == 0, timeout=5.0)
+
+
+def test_garbage_collected_client_stops_its_thread(fake_tv_factory: Factory) -> None:
+    """A client dropped without close() is finalised: the reader thread ends, socket closes."""
+    tv = fake_tv_factory()
+    with no_new_threads():
+        client = TvDatafeed(config=client_config(tv))
+        client.get_hist("AAPL", "NASDAQ", n_bars=2)
+        assert any(t.name.startswith("tvadapter-reader") for t in threading.enumerate())
+        del client
+        gc.collect()
+    assert tv.wait_for(lambda s: s.open_connections == 0, timeout=5.0)
+
+
+def test_repr_has_no_secrets(fake_tv_factory: Factory) -> None:
+    """The client's repr says whether it is signed in, never the token."""
+    tv = fake_tv_factory()
+    token = tv.issue_token("alice")
+    with TvDatafeed(config=client_config(tv), token=token) as client:
+        assert token not in repr(client) and "signed in" in repr(client)
