@@ -48,6 +48,7 @@ kept out of ``repr`` and logs (:meth:`RedisSettings.redacted_url`).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 import threading
@@ -232,6 +233,17 @@ def _parse_db(text: str) -> int:
     return db
 
 
+def _no_client_setinfo(redis_mod: Any) -> dict[str, None]:
+    """Keyword arguments that stop redis-py sending CLIENT SETINFO on each new connection
+    (``driver_info=None`` since redis-py 7.1, ``lib_name``/``lib_version=None`` before)."""
+    params = inspect.signature(redis_mod.Redis.__init__).parameters
+    if "driver_info" in params:
+        return {"driver_info": None}
+    if "lib_name" in params:
+        return {"lib_name": None, "lib_version": None}
+    return {}
+
+
 @dataclass(frozen=True)
 class LuaScript:
     """A server-side Lua script and its SHA1 (what ``EVALSHA`` names it by)."""
@@ -315,8 +327,7 @@ class RedisConnection:
             socket_connect_timeout=min(s.connect_timeout, io_timeout),
             retry=retry_mod.Retry(backoff_mod.NoBackoff(), 0),
             health_check_interval=0,
-            lib_name=None,
-            lib_version=None,
+            **_no_client_setinfo(self._redis),
         )
         with self._lock:
             return self._clients.setdefault(io_timeout, client)

@@ -286,7 +286,7 @@ class TokenBucket:
             with self._lock:
                 now = self._clock()
                 start = now - self._fill
-                if self._empty_at > start:
+                if self._empty_at > start:  # noqa: PLR1730 - faster than calling max()
                     start = self._empty_at
                 start += self._one
                 if start - now <= self._try_eps:
