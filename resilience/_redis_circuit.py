@@ -29,8 +29,11 @@ after ``max(idle_ttl, 2 * recovery_timeout)`` without writes, so an idle breaker
 nothing (it then starts CLOSED with empty counters).
 
 Round trips per call: one (``acquire``) for a success through a closed count-mode breaker
-whose failure count is zero (the reply carries the count, so the reset is skipped);
-two otherwise (``acquire`` + ``record``).  All processes sharing a name must use the same
+whose failure count was zero when the call was admitted (the reply carries the count, so the
+reset is skipped); two otherwise (``acquire`` + ``record``).  The one difference from the
+in-memory rules follows from that: a count-mode success whose call was admitted while the
+count was zero does not reset failures recorded by *overlapping* calls meanwhile (in memory,
+outcomes apply in the order calls finish).  All processes sharing a name must use the same
 settings (thresholds are sent with each script call; mixed settings are applied per call).
 
 Listeners run in the process whose call caused a transition; other processes' listeners are
