@@ -109,17 +109,29 @@ class BucketBackend(Protocol):
 
 
 class _SyncWaiter:
-    """A thread waiting in the queue; ``wake`` tells it that it became the head."""
+    """A thread waiting in the queue; ``wake`` tells it that it became the head.
 
-    __slots__ = ("cost", "event", "tokens")
+    The signal is a lock created held: ``wake`` releases it once, ``wait`` acquires it
+    (cheaper to create than a ``threading.Event``; a woken waiter never waits again).
+    """
+
+    __slots__ = ("cost", "signal", "tokens", "woken")
 
     def __init__(self, tokens: float, cost: float) -> None:
         self.tokens = tokens
         self.cost = cost
-        self.event = threading.Event()
+        self.signal = threading.Lock()
+        self.signal.acquire()
+        self.woken = False
 
     def wake(self) -> None:
-        self.event.set()
+        if not self.woken:
+            self.woken = True
+            self.signal.release()
+
+    def wait(self, timeout: float | None) -> None:
+        if self.signal.acquire(timeout=-1 if timeout is None else timeout):
+            self.signal.release()  # stay signalled
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -333,12 +345,13 @@ class TokenBucket:
         limit = check_timeout(timeout)
         if self._backend is not None:
             return self._acquire_remote(tokens, cost, limit)
-        waiter = _SyncWaiter(tokens, cost)
         with self._lock:
             now = self._clock()
-            verdict = self._admit(waiter, cost, now, limit)
+            verdict = self._admit(cost, now, limit)
             if verdict is not None:
                 return verdict if verdict > 0 else None
+            waiter = _SyncWaiter(tokens, cost)
+            self._enqueue(waiter)
             deadline = None if limit is None else now + limit
             head = self._waiters[0] is waiter
             wait = self._head_wait(cost, now) if head else 0.0
@@ -348,7 +361,7 @@ class TokenBucket:
                     self._sleep(wait)
                 else:
                     rest = None if deadline is None else max(0.0, deadline - self._clock())
-                    waiter.event.wait(rest)
+                    waiter.wait(rest)
                 with self._lock:
                     outcome, wait = self._turn(waiter, cost, deadline)
                 if outcome == _GRANTED:
@@ -369,12 +382,14 @@ class TokenBucket:
         limit = check_timeout(timeout)
         if self._backend is not None:
             return await self._acquire_remote_async(tokens, cost, limit)
-        waiter = _AsyncWaiter(tokens, cost, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         with self._lock:
             now = self._clock()
-            verdict = self._admit(waiter, cost, now, limit)
+            verdict = self._admit(cost, now, limit)
             if verdict is not None:
                 return verdict if verdict > 0 else None
+            waiter = _AsyncWaiter(tokens, cost, loop)
+            self._enqueue(waiter)
             deadline = None if limit is None else now + limit
             head = self._waiters[0] is waiter
             wait = self._head_wait(cost, now) if head else 0.0
@@ -398,8 +413,8 @@ class TokenBucket:
 
     # -- queue mechanics (all called with self._lock held) --------------------------------
 
-    def _admit(self, waiter: _Waiter, cost: float, now: float, limit: float | None) -> float | None:
-        """Grant at once (0.0), refuse at once (the wait, > 0), or enqueue ``waiter`` (None)."""
+    def _admit(self, cost: float, now: float, limit: float | None) -> float | None:
+        """Grant at once (0.0), refuse at once (the wait, > 0), or None: the caller queues."""
         if not self._waiters:
             after, wait = self._math.decide(self._empty_at, now, cost)
             if wait == 0.0:
@@ -409,7 +424,6 @@ class TokenBucket:
             wait = self._math.queue_wait(self._empty_at, now, self._queued + cost)
         if limit is not None and wait > limit:
             return wait
-        self._enqueue(waiter)
         return None
 
     def _enqueue(self, waiter: _Waiter) -> None:
@@ -553,7 +567,7 @@ class TokenBucket:
             while True:
                 if not head:
                     rest = None if deadline is None else max(0.0, deadline - self._clock())
-                    waiter.event.wait(rest)
+                    waiter.wait(rest)
                     with self._lock:
                         head = self._waiters[0] is waiter
                     if not head:
@@ -561,7 +575,7 @@ class TokenBucket:
                             self._abandon(waiter)
                             return self._remote_hint(cost)
                         continue
-                wait, budget = self._remote_step(tokens, cost, deadline, first)
+                wait, budget = self._remote_step(tokens, cost, deadline, first, limit)
                 first = False
                 if wait is None:
                     self._abandon(waiter)
@@ -597,7 +611,7 @@ class TokenBucket:
                             return self._remote_hint(cost)
                         continue
                 wait, budget = await asyncio.to_thread(
-                    self._remote_step, tokens, cost, deadline, first
+                    self._remote_step, tokens, cost, deadline, first, limit
                 )
                 first = False
                 if wait is None:
@@ -612,17 +626,28 @@ class TokenBucket:
             raise
 
     def _remote_step(
-        self, tokens: float, cost: float, deadline: float | None, first: bool
+        self,
+        tokens: float,
+        cost: float,
+        deadline: float | None,
+        first: bool,
+        limit: float | None,
     ) -> tuple[float | None, float | None]:
         """One decision by the queue head: ``(wait or None if granted, remaining budget)``.
 
-        The first attempt of ``acquire(timeout=0)`` is a plain try (the backend's own socket
-        timeout); later ones are bounded by the time left before ``deadline``.
+        The backend call is bounded by the time left before ``deadline``.  The first
+        attempt is always made, even with no time left: ``acquire(timeout=0)`` makes one
+        plain try (bounded by the backend's socket timeout, like ``try_acquire``), others
+        one with the shortest I/O timeout.  Later attempts with no time left make no call.
         """
         if deadline is None:
             return self._remote(tokens, cost, None), None
-        remaining = max(0.0, deadline - self._clock())
-        io_budget = None if (first and remaining == 0.0) else remaining
+        remaining = deadline - self._clock()
+        io_budget: float | None = remaining
+        if remaining <= 0.0:
+            if not first:
+                return math.inf, 0.0
+            io_budget = None if limit == 0.0 else 0.0
         wait = self._remote(tokens, cost, io_budget)
         remaining = max(0.0, deadline - self._clock())
         return wait, remaining
