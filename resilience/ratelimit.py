@@ -18,8 +18,11 @@ and its proof are in :mod:`resilience._bucket`.
 
 **Waiting is exact and first-come first-served.**  ``acquire`` computes how long the
 request must wait instead of polling.  Waiters form one FIFO queue (threads and asyncio
-tasks alike): only the head of the queue takes tokens, it sleeps exactly until its tokens
-are there, and when it leaves it wakes the next one.  So a large request is never starved
+tasks alike): only the head of the queue takes tokens, it sleeps (``sleep`` /
+``async_sleep``) exactly until its tokens are there — nothing can change that time, since
+nobody else may take tokens while it waits — and when it leaves (granted, timed out,
+interrupted or cancelled) it wakes the next one, which waits on its own signal with its
+deadline as timeout.  So a large request is never starved
 by a stream of small ones.  *While anyone is waiting, ``try_acquire`` returns False*: it may
 not jump the queue (otherwise the head's exact wait would be wrong and a big request could
 starve).  ``acquire(timeout=t)`` returns False **at once**, without sleeping, when the wait
@@ -337,6 +340,21 @@ class TokenBucket:
         without sleeping, when the computed wait exceeds ``timeout``; ``timeout=None``
         waits as long as needed.
         """
+        if (
+            tokens == 1
+            and self._fast
+            and (timeout is None or (type(timeout) in (float, int) and timeout >= 0))
+        ):
+            # Fast path: one token available and nobody queued (same maths as try_acquire).
+            with self._lock:
+                now = self._clock()
+                start = now - self._fill
+                if self._empty_at > start:  # noqa: PLR1730 - faster than calling max()
+                    start = self._empty_at
+                start += self._one
+                if start - now <= self._try_eps:
+                    self._empty_at = start
+                    return True
         return self._acquire(tokens, timeout) is None
 
     def _acquire(self, tokens: float, timeout: float | None) -> float | None:
