@@ -523,10 +523,16 @@ class TvDatafeed:
                 f"{exc.retry_after:.1f} s",
                 retry_after=exc.retry_after,
             ) from exc
+        used: list[Router] = []
         try:
-            result = self._run(query, budget)
+            result = self._run(query, budget, used)
         except BaseException as exc:
-            permit.record(exc)
+            if used and isinstance(exc, TvConnectionError) and not used[0].claim_loss():
+                # Another request on the same connection already counted this loss: one
+                # broken connection is one failure, however many requests it carried.
+                permit.release()
+            else:
+                permit.record(exc)
             raise
         permit.success()
         return result
@@ -549,9 +555,10 @@ class TvDatafeed:
         logger.debug("rate limiter delayed a request by %.2f s", wait)
         self._metrics.waited(wait)
 
-    def _run(self, query: _Query, budget: Deadline) -> HistoryResult:
+    def _run(self, query: _Query, budget: Deadline, used: list[Router]) -> HistoryResult:
         self._take_token(budget)
         router = self._connection(budget)
+        used.append(router)
         chart_session = "cs_" + uuid.uuid4().hex[:12]
         inbox = router.register(chart_session)
         request = HistoryRequest(

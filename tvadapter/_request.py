@@ -106,6 +106,7 @@ __all__ = [
     "RequestState",
     "SeriesBars",
     "bars_to_array",
+    "protocol_error",
 ]
 
 #: Column order of every bar array: the server slot ``i``, then time and OHLCV.
@@ -145,6 +146,15 @@ class SeriesBars:
     series_id: str
     turnaround: str | None
     data: FloatArray
+
+
+def protocol_error(text: str) -> TvError:
+    """The error for a ``protocol_error`` packet: TokenExpiredError for a refused token
+    ("bad auth token"), else ServerProtocolError.  Both carry the server's text."""
+    lowered = text.lower()
+    if "auth" in lowered and "token" in lowered:
+        return TokenExpiredError(f"the server refused the auth token: {text}")
+    return ServerProtocolError(f"protocol_error from the server: {text}")
 
 
 def bars_to_array(bars: Sequence[Bar]) -> FloatArray:
@@ -363,10 +373,7 @@ class HistoryRequest:
         if isinstance(event, ProtocolErrorEvent):
             # No session id: it concerns the whole connection, hence this request too.
             self._any_event = True
-            if "auth" in event.text.lower() and "token" in event.text.lower():
-                self._fail(TokenExpiredError(f"the server refused the auth token: {event.text}"))
-            else:
-                self._fail(ServerProtocolError(f"protocol_error from the server: {event.text}"))
+            self._fail(protocol_error(event.text))
             return []
         session = getattr(event, "session", None)
         if session != self.chart_session:

@@ -31,6 +31,7 @@ pending requests; it is never held while receiving, sending or parsing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 
 from resilience import _clock
 
-from ._request import SeriesBars
+from ._request import SeriesBars, protocol_error
 from .connection import WebSocketManager
 from .errors import (
     ConnectionClosed,
@@ -63,7 +64,7 @@ from .protocol import (
     parse_payload,
 )
 
-__all__ = ["ConnectionLost", "Pending", "Router"]
+__all__ = ["ConnectionLost", "Pending", "Router", "fresh_copy"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,21 @@ class ConnectionLost:
 
 
 Item = Event | SeriesBars | ConnectionLost
+
+
+def fresh_copy(error: TvError) -> TvError:
+    """A new exception like ``error`` (same class and text, chained to it), so that threads
+    never raise one shared exception object (its traceback would be mutated by each)."""
+    try:
+        copy = type(error)(str(error))
+    except TypeError:  # a subclass with required keyword arguments
+        copy = TvConnectionError(str(error))
+    for name in ("code", "reason", "by_client", "status", "retry_after"):
+        if hasattr(error, name):
+            with contextlib.suppress(AttributeError):  # a read-only attribute
+                setattr(copy, name, getattr(error, name))
+    copy.__cause__ = error
+    return copy
 
 
 class Pending:
@@ -142,6 +158,8 @@ class Router:
         self._alive = True
         self._stopping = False
         self._error: TvError | None = None
+        self._loss_claimed = False
+        self._server_error: TvError | None = None
         self.heartbeats = 0
         self.messages = 0
         self.last_data_at = clock()
@@ -191,13 +209,24 @@ class Router:
         ):
             self._thread.join(join)
 
+    def claim_loss(self) -> bool:
+        """True for the first caller only: lets one request count this connection's loss
+        (e.g. against a circuit breaker) when several requests saw it."""
+        with self._lock:
+            if self._loss_claimed:
+                return False
+            self._loss_claimed = True
+            return True
+
     # -- requests --------------------------------------------------------------------------
 
     def register(self, chart_session: str) -> Pending:
         """Route events of ``chart_session`` to a new inbox; TvConnectionError if dead."""
         with self._lock:
             if not self._alive:
-                raise self._error or TvConnectionError("the connection is closed")
+                if self._error is None:  # pragma: no cover - set together with _alive
+                    raise TvConnectionError("the connection is closed")
+                raise fresh_copy(self._error)
             if chart_session in self._pending:
                 raise ValueError(f"chart session {chart_session!r} is already registered")
             pending = Pending(chart_session)
@@ -253,13 +282,16 @@ class Router:
             self._die(error)
 
     def _die(self, error: TvError) -> None:
+        if self._server_error is not None:
+            # The server said why before closing (protocol_error): that is the real cause,
+            # also for requests that registered too late to see the packet itself.
+            error = self._server_error
         with self._lock:
             self._alive = False
             self._error = error
             pending = list(self._pending.values())
-        lost = ConnectionLost(error)
         for inbox in pending:
-            inbox.put(lost)
+            inbox.put(ConnectionLost(fresh_copy(error)))
         logger.debug("router %d stopped: %s", self.number, error)
         if self._on_lost is not None:
             try:
@@ -290,6 +322,8 @@ class Router:
                 raise
             if isinstance(event, Hello):
                 continue
+            if isinstance(event, ProtocolErrorEvent):
+                self._server_error = protocol_error(event.text)
             if isinstance(event, ProtocolErrorEvent) or (
                 isinstance(event, CriticalErrorEvent) and event.session is None
             ):
