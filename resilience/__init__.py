@@ -14,6 +14,7 @@ from .errors import (
     RetryBudgetExhausted,
     RetryError,
 )
+from .policy import Policy
 from .ratelimit import RateLimiter, TokenBucket
 from .retry import (
     Attempt,
@@ -46,6 +47,7 @@ __all__ = [
     "CircuitBreakerConfig",
     "CircuitOpenError",
     "CircuitState",
+    "Policy",
     "DeadlineExceeded",
     "RateLimitExceeded",
     "ResilienceError",

@@ -206,6 +206,12 @@ class CircuitPermit:
         self._start = start
         self._done = False
 
+    def _restart(self) -> None:
+        """Start the slow-call timer now (after a wait that is not part of the call)."""
+        breaker = self._breaker
+        if breaker._timed:
+            self._start = breaker._clock()
+
     def _outcome(self, exc: BaseException | None) -> int:
         if exc is None:
             return SUCCESS
@@ -231,6 +237,11 @@ class CircuitPermit:
         outcome = self._outcome(exc)
         duration = self._take()
         await self._breaker._engine.record_async(self._token, outcome, duration)
+
+    async def release_async(self) -> None:
+        """Async form of :meth:`release`."""
+        duration = self._take()
+        await self._breaker._engine.record_async(self._token, IGNORED, duration)
 
     def success(self) -> None:
         """Record a success."""
