@@ -15,7 +15,10 @@ Quick start::
         tv.bars("NASDAQ:AAPL", "1D", 10)   # the exact bars the server serves (oldest first)
 
 From a shell: ``python -m tvadapter.testing --port 8765 --latency 0.05`` (``--help`` lists the
-fault flags). In pytest: the ``fake_tv`` fixture of :mod:`tvadapter.testing.pytest_plugin`.
+fault flags); :mod:`tvadapter.testing.cli` exposes ``build_parser()``, ``add_arguments(parser)``
+and ``run(args)`` for other command lines. In pytest: the ``fake_tv`` and ``fake_tv_factory``
+fixtures of :mod:`tvadapter.testing.pytest_plugin` (``fake_tv`` takes its options from a
+``@pytest.mark.fake_tv(...)`` marker).
 
 Constructor: ``FakeTradingView(config=None, *, catalogue=None, wall_clock=time.time, **options)``
 where ``options`` are the fields of :class:`FakeServerConfig` (all durations in seconds):
@@ -43,10 +46,16 @@ where ``options`` are the fields of :class:`FakeServerConfig` (all durations in 
   "Live mode";
 * ``packing="round"`` (all packets answering one request in one message) or ``"split"`` (one
   packet per message); ``mix_heartbeats=True`` puts a heartbeat packet inside every message that
-  carries a ``timescale_update``;
+  carries a ``timescale_update``; ``extra_timescale_updates=True`` surrounds the bars of a round
+  with an empty series update (``"s": []``) and a timescale-only update (``{}``), as captured
+  real traffic does;
 * ``login_required_exchanges=frozenset()``: anonymous series on these exchanges get no answer at
   all (the real server's "for mcx data, you need to log in" hang);
 * ``faults=()``: see "Faults"; ``close_timeout=2.0``; ``hello_extra={}`` (more hello keys).
+
+Heartbeat echoes are checked by the protocol core: echoing a heartbeat that was never sent, or
+echoing one twice, is a protocol violation answered with ``protocol_error "wrong data"`` and a
+close (as is any client message that does not frame or parse).
 
 Protocol behaviour: the hello first (``session_id``, ``timestamp``, ``timestampMs``,
 ``release``, ``protocol: "json"``, ``javastudies``...); raw UTF-8 with UTF-16 lengths (some

@@ -44,7 +44,8 @@ class FakeServerConfig:
     """Everything :class:`~tvadapter.testing.FakeTradingView` can be configured with.
 
     All durations are in seconds. Immutable; validated on construction (ValueError naming the
-    parameter). See :class:`~tvadapter.testing.FakeTradingView` for the meaning of each field.
+    parameter). See the :mod:`tvadapter.testing` docstring for the meaning of each field.
+    Passwords and the TOTP code are kept out of the repr.
     """
 
     host: str = "127.0.0.1"
@@ -56,11 +57,11 @@ class FakeServerConfig:
     heartbeat_close_code: int = 1000
     allowed_origins: tuple[str, ...] | None = (TRADINGVIEW_ORIGIN,)
     max_connections: int | None = None
-    users: Mapping[str, str] = field(default_factory=dict)
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)
     user_plans: Mapping[str, str] = field(default_factory=dict)
     captcha_users: frozenset[str] = frozenset()
     twofa_users: frozenset[str] = frozenset()
-    totp_code: str = "123456"
+    totp_code: str = field(default="123456", repr=False)
     token_lifetime: float = 14_400.0
     strict_tokens: bool = False
     bar_caps: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_BAR_CAPS))
@@ -73,6 +74,7 @@ class FakeServerConfig:
     serve_forming_bar: bool = True
     packing: str = "round"
     mix_heartbeats: bool = False
+    extra_timescale_updates: bool = False
     login_required_exchanges: frozenset[str] = frozenset()
     faults: tuple[Fault, ...] = ()
     close_timeout: float = 2.0

@@ -91,7 +91,10 @@ def _check_non_negative(value: float, name: str) -> None:
 
 @dataclass(frozen=True)
 class Fault:
-    """Base class: ``attempts`` selects the connection attempts the fault applies to."""
+    """Base class: ``attempts`` selects the connection attempts the fault applies to.
+
+    Faults are immutable values, safe to share between threads and servers.
+    """
 
     attempts: AttemptSelector = field(default=None, kw_only=True)
 

@@ -62,6 +62,8 @@ SERIES_METHODS = frozenset(
 )
 
 _NOCHANGE = {"d": "", "indexes": "nochange"}
+_EMPTY_SCALE: dict[str, Any] = {"index": 0, "zoffset": 0, "changes": [], "marks": [],
+                                "index_diff": []}  # fmt: skip
 _ANONYMOUS_TOKENS = frozenset({"unauthorized_user_token", "widget_user_token"})
 _EXTRA_TIMEZONES = frozenset({"exchange", "Etc/UTC", "UTC"})
 _PRESET_SECONDS = {
@@ -79,7 +81,8 @@ _PRESET_SECONDS = {
 class Out:
     """The packets of one outgoing message: ``(method, payload)`` pairs; ``close`` afterwards.
 
-    ``close`` is ``(code, reason)`` with the fault module's code conventions.
+    ``close`` is ``(code, reason)`` with the fault module's code conventions. Not thread-safe
+    (built and consumed on the event loop).
     """
 
     packets: list[tuple[str, str]] = field(default_factory=list)
@@ -449,13 +452,13 @@ class RequestHandler:
     def _timescale(
         self, cs: str, series: _Series, bars: list[Bar], scale: dict[str, Any], now: float
     ) -> str:
-        node = self.node + ("x" * self.node_padding if self.node_padding else "")
-        newest = bars[-1].time if bars else 0.0
+        node = self.node + ("x" * self.node_padding if self.node_padding and bars else "")
+        close_time = int(bars[-1].time) + series.resolution.step_seconds if bars else None
         payload = SeriesPayload(
             bars=tuple(bars),
             turnaround=series.turnaround,
             node=node,
-            last_bar_close_time=int(newest) + series.resolution.step_seconds,
+            last_bar_close_time=close_time,
             ns=SM.DEFAULT_NS,
         )
         scale = {**scale, "last_session_switches": {series.sid: {"market": 5}}}
@@ -523,6 +526,10 @@ class RequestHandler:
         out = Out()
         cs, sid, turnaround = chart.cs, series.sid, series.turnaround
         out.add("series_loading", SM.series_loading(cs, sid, turnaround, t=now))
+        noisy = self.config.extra_timescale_updates
+        if noisy:
+            # Seen in real traffic: an empty series entry before the bars (PROTOCOL.md §8).
+            out.add("timescale_update", self._timescale(cs, series, [], _EMPTY_SCALE, now))
         if bars:
             scale = {
                 "index": 0,
@@ -533,6 +540,12 @@ class RequestHandler:
             }
             out.add("timescale_update", self._timescale(cs, series, bars, scale, now))
             self.on_bars(len(bars))
+        if noisy:
+            # ...and a timescale-only update extending the time axis past the last bar.
+            future = series.timeline.slice(hi, hi + 3)
+            axis = {"index": len(bars), "zoffset": 0, "changes": future, "marks": [],
+                    "index_diff": []}  # fmt: skip
+            out.add("timescale_update", SM.timescale_update(cs, {}, axis, t=now))
         if range_:
             last = max(0, len(bars) - 1)
             out.add(

@@ -22,7 +22,7 @@ from tvadapter.testing import (
     SlowDrip,
     Stall,
 )
-from tvadapter.testing._cli import build_parser, config_from_args, parse_attempts, run
+from tvadapter.testing.cli import build_parser, config_from_args, parse_attempts, run
 
 
 def test_fault_flags_build_the_faults():

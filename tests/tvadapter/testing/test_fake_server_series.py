@@ -497,3 +497,28 @@ def test_login_required_exchange_hangs_for_anonymous(server, peer):
     for _ in range(5):
         seen.extend(p.events())
     assert not any(isinstance(e, (SeriesLoading, TimescaleUpdate, SeriesCompleted)) for e in seen)
+
+
+def test_extra_timescale_updates_surround_the_bars(server, peer):
+    """extra_timescale_updates: an empty series update before the bars, a timescale-only after."""
+    tv = server(extra_timescale_updates=True)
+    p = peer(tv)
+    p.open_chart("NASDAQ:AAPL")
+    p.send("create_series", "cs_test", "s1", "s1", "sym_1", "1D", 8)
+    events = round_of(p)
+    updates = [e for e in events if isinstance(e, TimescaleUpdate)]
+    assert len(updates) == 3
+    assert updates[0].series["s1"].bars == ()
+    assert len(updates[1].series["s1"].bars) == 8
+    assert updates[2].series == {}
+    assert len(updates[2].timescale["changes"]) == 3
+    assert updates[2].timescale["changes"][0] > updates[1].series["s1"].bars[-1].time
+    assert bars_of(events) == tv.bars("NASDAQ:AAPL", "1D", 8)
+
+
+def test_config_repr_hides_secrets():
+    """Passwords and the TOTP code never appear in the configuration's repr."""
+    from tvadapter.testing import FakeServerConfig
+
+    text = repr(FakeServerConfig(users={"alice": "hunter2"}, totp_code="987654"))
+    assert "hunter2" not in text and "987654" not in text
