@@ -150,11 +150,13 @@ class MemoryEngine:
         "_n",
         "_name",
         "_notify",
+        "_open_message",
         "_opened_at",
         "_pos",
         "_probes_admitted",
         "_probes_succeeded",
         "_rate",
+        "_recovery",
         "_size",
         "_slow",
         "_slow_limit",
@@ -183,6 +185,8 @@ class MemoryEngine:
         self.last_failure_time: float | None = None
         # Settings copied into slots: the hot paths read them without a config lookup.
         self._threshold = config.failure_threshold
+        self._recovery = config.recovery_timeout
+        self._open_message = f"circuit breaker {name!r} is open; retry in "
         self._rate = config.failure_rate_threshold
         self._minimum = min(config.minimum_calls, config.window_size)
         self._size = config.window_size
@@ -220,8 +224,17 @@ class MemoryEngine:
     # -- admission ----------------------------------------------------------------------------
 
     def acquire(self) -> object:
-        if self._state is _CLOSED:
+        state = self._state
+        if state is _CLOSED:
             return NORMAL
+        if state is _OPEN:
+            # Rejections are decided without the lock: an open breaker under load must stay
+            # cheap.  (A concurrent transition makes this the decision of an instant earlier.)
+            left = self._opened_at + self._recovery - self.clock()
+            if left > 0:
+                raise CircuitOpenError(
+                    f"{self._open_message}{left:.3f}s", retry_after=left, name=self._name
+                )
         transition = None
         with self._lock:
             state = self._state
@@ -229,7 +242,7 @@ class MemoryEngine:
                 return NORMAL
             if state is _OPEN:
                 now = self.clock()
-                left = self._opened_at + self.config.recovery_timeout - now
+                left = self._opened_at + self._recovery - now
                 if left > 0:
                     raise _rejection(self._name, _OPEN, left)
                 self._enter(_HALF_OPEN)
