@@ -59,6 +59,7 @@ from ._circuit_engine import (
     MemoryEngine,
     Notify,
 )
+from .errors import ResilienceError
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -399,8 +400,12 @@ class CircuitBreaker:
             if c.rate_mode
             else f"failure_threshold={c.failure_threshold!r}"
         )
+        try:
+            state = self._engine.state.value
+        except ResilienceError:  # a shared store that cannot be read right now
+            state = "unknown"
         return (
-            f"CircuitBreaker(name={self._name!r}, state={self._engine.state.value!r}, {mode}, "
+            f"CircuitBreaker(name={self._name!r}, state={state!r}, {mode}, "
             f"recovery_timeout={c.recovery_timeout!r}, store={self._store_kind!r})"
         )
 

@@ -338,6 +338,66 @@ def test_context_manager_sync_nested() -> None:
             pass
 
 
+def test_async_with_in_interleaved_tasks_pairs_each_exit_with_its_enter() -> None:
+    """Two tasks inside `async with` at once: each exit records its own call's duration."""
+    clock = FakeClock()
+    # Correct pairing: durations 1.1 s and 1.5 s, none slow.  Swapped: 0.1 s and 2.5 s.
+    breaker = CircuitBreaker(
+        slow_call_duration=2.0,
+        slow_call_rate_threshold=0.5,
+        window_size=2,
+        minimum_calls=2,
+        clock=clock,
+    )
+
+    async def main() -> None:
+        a_inside, b_inside, a_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def task_a() -> None:
+            async with breaker:  # enters at t=0
+                a_inside.set()
+                await b_inside.wait()
+                clock.advance(0.1)  # exits at t=1.1
+            a_done.set()
+
+        async def task_b() -> None:
+            await a_inside.wait()
+            clock.advance(1.0)
+            async with breaker:  # enters at t=1.0
+                b_inside.set()
+                await a_done.wait()
+                clock.advance(1.4)  # exits at t=2.5
+
+        await asyncio.gather(task_a(), task_b())
+
+    asyncio.run(main())
+    assert breaker.state is CLOSED
+
+
+def test_with_statement_in_two_threads_at_once() -> None:
+    """`with breaker:` in two threads overlapping: both run, each records its own outcome."""
+    breaker = CircuitBreaker(2)
+    both_inside = threading.Barrier(2, timeout=5)
+    errors: list[BaseException] = []
+
+    def worker(fails: bool) -> None:
+        try:
+            with breaker:
+                both_inside.wait()
+                if fails:
+                    raise Boom
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k == 0,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert [type(e) for e in errors] == [Boom]
+    assert breaker.state is CLOSED
+
+
 def test_exit_without_enter_is_an_error() -> None:
     """__exit__ without a matching __enter__ raises RuntimeError."""
     with pytest.raises(RuntimeError):

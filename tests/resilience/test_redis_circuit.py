@@ -293,6 +293,7 @@ def test_outage_fail_closed_raises_then_recovers(redis_process: Any) -> None:
     assert ran == []
     with pytest.raises(BackendUnavailable):
         _ = breaker.state
+    assert "unknown" in repr(breaker)  # repr never raises
     server.start()
     wait_until(lambda: redis_answers(breaker))
     assert breaker.call(ok) == "ok"
