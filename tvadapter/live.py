@@ -171,10 +171,21 @@ class Seis:
             raise NameError("TvDatafeedLive not provided: this Seis belongs to no live feed")
         return feed
 
+    @overload
+    def new_consumer(
+        self, callback: Callback, *, on_update: Callback | None = None
+    ) -> Consumer: ...
+
+    @overload
+    def new_consumer(
+        self, callback: Callback, timeout: float, *, on_update: Callback | None = None
+    ) -> Consumer | Literal[False]: ...
+
     def new_consumer(
         self, callback: Callback, timeout: float = -1, *, on_update: Callback | None = None
     ) -> Consumer | Literal[False]:
-        """A started :class:`Consumer` calling ``callback(seis, df)`` for each closed bar."""
+        """A started :class:`Consumer` calling ``callback(seis, df)`` for each closed bar
+        (see :meth:`TvDatafeedLive.new_consumer`)."""
         return self._feed().new_consumer(self, callback, timeout, on_update=on_update)
 
     def del_consumer(self, consumer: Consumer, timeout: float = -1) -> bool:
