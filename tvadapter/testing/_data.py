@@ -37,6 +37,9 @@ __all__ = [
 
 _MASK64 = (1 << 64) - 1
 
+#: One bar's ``(open, high, low, close, volume)``.
+Values = tuple[float, float, float, float, float | None]
+
 #: Minute counts a free or anonymous plan may request (tvDatafeed's values and the usual ones).
 STANDARD_MINUTES = frozenset({1, 3, 5, 15, 30, 45, 60, 120, 180, 240})
 STANDARD_MONTHS = frozenset({1, 3, 6, 12})
@@ -200,6 +203,9 @@ class Timeline:
         self.extended = extended and calendar.extended is not None and resolution.intraday
         self._lock = threading.Lock()
         self._times = self._build_backward(anchor, depth, listed)
+        #: Bar values by position, filled by the market as bars are computed (pure values, so
+        #: concurrent fills are harmless).
+        self.values: dict[int, Values] = {}
         #: Number of bars at or before the anchor (the live extension comes after them).
         self.history_len = len(self._times)
 

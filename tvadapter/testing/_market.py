@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import cast
 
 from tvadapter.protocol import Bar
 
 from ._catalogue import Catalogue, Instrument
-from ._data import Resolution, Timeline, bar_series
+from ._data import Resolution, Timeline, Values, bar_series
 
 __all__ = ["HistoryDepth", "Market"]
 
@@ -22,7 +23,7 @@ __all__ = ["HistoryDepth", "Market"]
 HistoryDepth = int | Callable[[str, str], int | None] | None
 
 _MAX_DAILY_DEPTH = 100_000
-_CACHE_SIZE = 512
+_CACHE_SIZE = 64
 
 
 class Market:
@@ -126,14 +127,20 @@ class Market:
         if hi <= lo:
             return []
         times = timeline.slice(lo, hi + 1)
-        values = bar_series(
-            inst.seed,
-            inst.base_price,
-            times,
-            pricescale=inst.pricescale,
-            volume_base=inst.volume_base,
-            volume_decimals=inst.volume_decimals,
-        )
+        cache = timeline.values
+        cached = [cache.get(p) for p in range(lo, hi)]
+        if all(v is not None for v in cached):
+            values = cast("list[Values]", cached)
+        else:
+            values = bar_series(
+                inst.seed,
+                inst.base_price,
+                times,
+                pricescale=inst.pricescale,
+                volume_base=inst.volume_base,
+                volume_decimals=inst.volume_decimals,
+            )
+            cache.update(zip(range(lo, hi), values, strict=True))
         out: list[Bar] = []
         for k, final in enumerate(values):
             p = lo + k

@@ -512,6 +512,8 @@ class FakeTradingView:
                 if pending:
                     loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                # Join the resolver threads create_server used: no thread outlives stop().
+                loop.run_until_complete(loop.shutdown_default_executor())
             finally:
                 loop.close()
 
