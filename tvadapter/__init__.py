@@ -9,6 +9,7 @@ from .config import NetworkConfig
 from .connection import WebSocketManager
 from .errors import *  # noqa: F403
 from .interval import Interval
+from .live import Consumer, Seis, TvDatafeedLive
 
 __version__ = "0.1.0"
 
@@ -16,3 +17,4 @@ __all__ = ["__version__"]
 __all__ += errors.__all__
 __all__ += ["NetworkConfig", "WebSocketManager"]
 __all__ += ["ClientMetrics", "Interval", "TvDatafeed"]
+__all__ += ["Consumer", "Seis", "TvDatafeedLive"]
