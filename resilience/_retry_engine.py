@@ -112,12 +112,14 @@ class AttemptRecord:
 class CallState:
     """Mutable state of one retried call (one thread/task only)."""
 
-    __slots__ = ("name", "previous", "start")
+    __slots__ = ("deadline_at", "name", "previous", "start")
 
-    def __init__(self, start: float, name: str) -> None:
+    def __init__(self, start: float, name: str, deadline: float | None) -> None:
         self.start = start
         self.name = name
         self.previous = 0.0  # the previous backoff wait (decorrelated jitter)
+        # Absolute end of the budget (same arithmetic as anyone computing start + deadline).
+        self.deadline_at = None if deadline is None else start + deadline
 
 
 def _check_number(name: str, value: object, *, allow_zero: bool = False) -> float:
@@ -247,7 +249,11 @@ class Policy:
         """Begin a retried call (records the first attempt in the budget)."""
         if self.budget is not None:
             self.budget.record_attempt()
-        return CallState(self.clock(), name)
+        return self.new_state(self.clock(), name)
+
+    def new_state(self, start: float, name: str) -> CallState:
+        """State of a call whose first attempt started at ``start``."""
+        return CallState(start, name, self.deadline)
 
     def matches(self, exc: BaseException) -> bool:
         """Whether ``exc`` is one the policy retries on (``on=``)."""
@@ -260,9 +266,9 @@ class Policy:
         """Seconds left of the total deadline, or None without one."""
         if self.deadline_obj is not None:
             return self.deadline_obj.remaining()
-        if self.deadline is None:
+        if state.deadline_at is None:
             return None
-        left = self.deadline - (now - state.start)
+        left = state.deadline_at - now
         return left if left > 0.0 else 0.0
 
     def decide(
@@ -286,8 +292,11 @@ class Policy:
             wait = max(wait, hint)
         else:
             wait = 0.0
-        remaining = self.remaining(state, now)
-        if remaining is not None and wait >= remaining:
+        if self.deadline_obj is not None:
+            past_deadline = wait >= self.deadline_obj.remaining()
+        else:
+            past_deadline = state.deadline_at is not None and now + wait >= state.deadline_at
+        if past_deadline:
             self._give_up(state, number, elapsed, exc, result=result, reason="deadline")
             return None
         if self.budget is not None and not self.budget.try_spend():

@@ -166,7 +166,13 @@ def _sync_wrapper(policy: Policy, func: Callable[P, T]) -> Callable[P, T]:
                 failure = exc
             # Outside the except block, so later exceptions do not chain to this one.
             return _retry_sync(
-                policy, CallState(start, name), func, args, kwargs, exc=failure, result=NO_RESULT
+                policy,
+                policy.new_state(start, name),
+                func,
+                args,
+                kwargs,
+                exc=failure,
+                result=NO_RESULT,
             )
 
         return fast
@@ -186,10 +192,10 @@ def _sync_wrapper(policy: Policy, func: Callable[P, T]) -> Callable[P, T]:
             if check is None or not check(result):
                 return result
             return _retry_sync(
-                policy, CallState(start, name), func, args, kwargs, exc=None, result=result
+                policy, policy.new_state(start, name), func, args, kwargs, exc=None, result=result
             )
         return _retry_sync(
-            policy, CallState(start, name), func, args, kwargs, exc=failure, result=NO_RESULT
+            policy, policy.new_state(start, name), func, args, kwargs, exc=failure, result=NO_RESULT
         )
 
     return wrapper
@@ -257,10 +263,10 @@ def _async_wrapper(
             if check is None or not check(result):
                 return result
             return await _retry_async(
-                policy, CallState(start, name), func, args, kwargs, exc=None, result=result
+                policy, policy.new_state(start, name), func, args, kwargs, exc=None, result=result
             )
         return await _retry_async(
-            policy, CallState(start, name), func, args, kwargs, exc=failure, result=NO_RESULT
+            policy, policy.new_state(start, name), func, args, kwargs, exc=failure, result=NO_RESULT
         )
 
     return wrapper
