@@ -23,7 +23,8 @@ fast, without retry, on ``symbol_error`` (:class:`SymbolNotFoundError`), ``serie
 ``critical_error``, a refused token (``protocol_error "bad auth token"``:
 :class:`TokenExpiredError`), captcha/2FA/password errors, a 403 handshake, and an open circuit
 (:class:`TvCircuitOpenError`).  The breaker counts only connection-level failures (and
-timeouts): a wrong symbol never opens it.
+timeouts), at most once per connection however many requests it carried: a wrong symbol
+never opens it, and one dropped connection under 16 threads counts once, not 16 times.
 
 A connection lost mid-series costs that attempt: the next attempt loads the series again, from
 scratch, on a new connection.  Resuming with ``request_more_data`` is impossible (a new
@@ -527,9 +528,13 @@ class TvDatafeed:
         try:
             result = self._run(query, budget, used)
         except BaseException as exc:
-            if used and isinstance(exc, TvConnectionError) and not used[0].claim_loss():
-                # Another request on the same connection already counted this loss: one
-                # broken connection is one failure, however many requests it carried.
+            if (
+                used
+                and isinstance(exc, (TvConnectionError, TvTimeoutError))
+                and not used[0].claim_loss()
+            ):
+                # Another request on the same connection already counted its failure: one
+                # broken or stuck connection is one failure, however many requests it carried.
                 permit.release()
             else:
                 permit.record(exc)

@@ -209,10 +209,8 @@ def test_unknown_symbol_fails_fast(fake_tv_factory: Factory) -> None:
     """symbol_error becomes SymbolNotFoundError at once: no retry, breaker still closed."""
     tv = fake_tv_factory()
     with TvDatafeed(config=client_config(tv)) as client:
-        started = time.monotonic()
         with pytest.raises(SymbolNotFoundError, match="NASDAQ:NOPE"):
             client.get_hist("NOPE", "NASDAQ")
-        assert time.monotonic() - started < 1.0
         for _ in range(6):
             with pytest.raises(SymbolNotFoundError):
                 client.get_hist("NOPE", "NASDAQ")
