@@ -25,8 +25,9 @@ A connection ends when:
 * the engine asks for it (:meth:`request_reconnect`), e.g. for a heartbeat-only session whose
   token has expired -- optionally marking the token as refused so that the next connection
   signs in again;
-* the token is about to expire (``token_margin`` seconds before its ``exp``): a new token is
-  fetched and, if it differs, the connection is replaced at once (no backoff).
+* the token is about to expire (``token_margin`` seconds before its ``exp``, checked every
+  ``token_check_interval`` seconds): a new token is fetched and, if it differs, the connection
+  is replaced at once (no backoff wait; the backfill makes the switch lossless).
 
 Between connections it waits ``Backoff(base_retry_delay .. max_retry_delay, full jitter)``:
 the attempt number grows while connections fail or die young (before ``stable_after``
@@ -62,9 +63,6 @@ from .protocol import ClientSession, Event, Heartbeat, Hello, encode, messages
 __all__ = ["Connected", "ConnectFailed", "Incoming", "LiveConnection", "Lost"]
 
 logger = logging.getLogger(__name__)
-
-#: Seconds between two token-expiry checks (a check reads a property; renewing signs in).
-TOKEN_CHECK_INTERVAL = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +112,7 @@ class LiveConnection:
         idle_reconnect: float | None,
         stable_after: float,
         token_margin: float,
+        token_check_interval: float,
         poll_interval: float,
         backoff: Backoff,
         clock: Callable[[], float],
@@ -127,6 +126,7 @@ class LiveConnection:
         self._idle_reconnect = idle_reconnect
         self._stable_after = stable_after
         self._token_margin = token_margin
+        self._token_check_interval = token_check_interval
         self._poll = poll_interval
         self._backoff = backoff
         self._clock = clock
@@ -297,7 +297,7 @@ class LiveConnection:
         manager = self._manager
         clock = self._clock
         last_activity = last_data = clock()
-        next_token_check = last_activity
+        next_token_check = last_activity + self._token_check_interval  # _open just got it
         got_data = False
         while True:
             if self._stop.is_set():
@@ -325,7 +325,7 @@ class LiveConnection:
                         f"no data for {now - last_data:.1f} s (idle_reconnect)"
                     ), got_data
                 if now >= next_token_check:
-                    next_token_check = now + TOKEN_CHECK_INTERVAL
+                    next_token_check = now + self._token_check_interval
                     if self._token_renewed(token):
                         return self._renewed(), got_data
                 continue
@@ -356,7 +356,7 @@ class LiveConnection:
                 last_data = now
                 self._post(Incoming(gen, events))
             if now >= next_token_check:
-                next_token_check = now + TOKEN_CHECK_INTERVAL
+                next_token_check = now + self._token_check_interval
                 if self._token_renewed(token):
                     return self._renewed(), got_data
 

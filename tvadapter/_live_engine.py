@@ -124,7 +124,8 @@ class LiveSettings:
     gap needs it).  ``round_size``: most bars asked per request.  ``max_backfill_rounds``:
     ``request_more_data`` rounds per reload.  ``stable_after``: a connection that lived that
     long with data resets the reconnect backoff.  ``token_margin``: renew the token (and replace
-    the connection) that long before it expires.  ``poll_interval``: the reader's longest
+    the connection) that long before it expires, checking every ``token_check_interval``.
+    ``poll_interval``: the reader's longest
     ``recv`` wait (how fast it notices a stall or a stop request without traffic).
     """
 
@@ -136,6 +137,7 @@ class LiveSettings:
     max_backfill_rounds: int = 20
     stable_after: float = 30.0
     token_margin: float = 60.0
+    token_check_interval: float = 30.0
     poll_interval: float = 0.25
 
     def __post_init__(self) -> None:
@@ -150,6 +152,7 @@ class LiveSettings:
         _count("max_backfill_rounds", self.max_backfill_rounds, 0)
         _positive("stable_after", self.stable_after)
         _positive("token_margin", self.token_margin)
+        _positive("token_check_interval", self.token_check_interval)
         _positive("poll_interval", self.poll_interval)
 
 
@@ -300,6 +303,7 @@ class LiveEngine:
             idle_reconnect=settings.idle_reconnect,
             stable_after=settings.stable_after,
             token_margin=settings.token_margin,
+            token_check_interval=settings.token_check_interval,
             poll_interval=settings.poll_interval,
             backoff=self._backoff,
             clock=clock,

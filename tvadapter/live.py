@@ -325,9 +325,10 @@ class TvDatafeedLive(TvDatafeed):
     Arguments are :class:`~tvadapter.TvDatafeed`'s (credentials, ``config``, ``rate_limiter``,
     ``round_size``, ``clock``...) plus the live feed's tuning (seconds): ``stall_timeout``
     (default ``config.progress_timeout``), ``setup_timeout`` (the same default),
-    ``idle_reconnect`` (None) and ``initial_bars`` (10) -- see
-    :class:`~tvadapter._live_engine.LiveSettings`.  Series creation shares the client's rate
-    limiter with ``get_hist``.  The connection opens with the first :meth:`new_seis`.
+    ``idle_reconnect`` (None) and ``initial_bars`` (10); or ``live_settings``, a
+    :class:`LiveSettings` with every knob (it replaces those four).  Series creation shares
+    the client's rate limiter with ``get_hist``.  The connection opens with the first
+    :meth:`new_seis`.
 
     Thread-safety: every method may be called from any thread, including from a consumer's
     callback (a callback may add or delete series and consumers, or even close the feed).
@@ -343,17 +344,24 @@ class TvDatafeedLive(TvDatafeed):
         setup_timeout: float | None = None,
         idle_reconnect: float | None = None,
         initial_bars: int = 10,
+        live_settings: LiveSettings | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(username, password, config=config, **kwargs)
         cfg = self.config
-        self._settings = LiveSettings(
-            stall_timeout=cfg.progress_timeout if stall_timeout is None else stall_timeout,
-            setup_timeout=cfg.progress_timeout if setup_timeout is None else setup_timeout,
-            idle_reconnect=idle_reconnect,
-            initial_bars=initial_bars,
-            round_size=max(self._round_size, initial_bars),
-        )
+        if live_settings is None:
+            live_settings = LiveSettings(
+                stall_timeout=cfg.progress_timeout if stall_timeout is None else stall_timeout,
+                setup_timeout=cfg.progress_timeout if setup_timeout is None else setup_timeout,
+                idle_reconnect=idle_reconnect,
+                initial_bars=initial_bars,
+                round_size=max(self._round_size, initial_bars),
+            )
+        elif not isinstance(live_settings, LiveSettings):
+            raise ConfigurationError(
+                f"live_settings: expected a LiveSettings, got {type(live_settings).__name__}"
+            )
+        self._settings = live_settings
         self._lock = threading.Lock()
         self._entries: dict[_Key, _Entry] = {}
         self._consumers: list[Consumer] = []  # every consumer started, for close()

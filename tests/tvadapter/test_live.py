@@ -19,7 +19,7 @@ from test_client_support import assert_same_bars, client_config, no_new_threads
 
 from tvadapter import Interval, SymbolNotFoundError, TokenExpiredError, TvConnectionError
 from tvadapter._auth import Authenticator, Credentials
-from tvadapter.live import Consumer, Seis, TvDatafeedLive
+from tvadapter.live import Consumer, LiveSettings, Seis, TvDatafeedLive
 from tvadapter.testing import Drop, FakeTradingView, Stall
 
 Factory = Callable[..., FakeTradingView]
@@ -104,8 +104,13 @@ def server(factory: Factory, **options: Any) -> Iterator[FakeTradingView]:
 
 def test_closed_bars_match_the_server_across_a_drop_and_a_stall(fake_tv_factory: Factory) -> None:
     """Two consumers on one Seis and a second Seis get the server's closed bars, bar for bar,
-    across a 1006 drop and a stall (no data, no heartbeats): no gap, no duplicate."""
-    faults = (Drop(after=24, attempts=1), Stall(after=16, attempts=2))
+    across a 1006 drop, a stall (no data, no heartbeats) and a 1005 close: no gap, no
+    duplicate."""
+    faults = (
+        Drop(after=24, attempts=1),
+        Stall(after=16, attempts=2),
+        Drop(after=20, code=1005, attempts=3),
+    )
     with server(fake_tv_factory, bar_seconds=0.25, faults=faults) as tv, no_new_threads():
         with feed(tv, initial_bars=2) as live:
             before = tv.history_depth(BTC, "1")
@@ -116,20 +121,19 @@ def test_closed_bars_match_the_server_across_a_drop_and_a_stall(fake_tv_factory:
             eth_rec = Recorder()
             eth = live.new_seis("ETHUSDT", "BINANCE", Interval.in_5_minute)
             eth.new_consumer(eth_rec)
-            wait_until(lambda: live.live_stats().connections >= 3)
+            wait_until(lambda: live.live_stats().connections >= 4)
             marks = len(one), len(two), len(eth_rec)
             wait_until(lambda: (len(one), len(two), len(eth_rec)) >= tuple(m + 4 for m in marks))
             stats = live.live_stats()
-        assert stats.stalls >= 1 and stats.connections_lost >= 2
+        assert stats.stalls >= 1 and stats.connections_lost >= 3
         assert stats.backfilled_bars >= 2 and stats.backfill_rounds >= 1
         assert stats.gaps == 0
         first = assert_matches_truth(tv, BTC, "1", one)
         assert before <= first <= before + 4  # starts with the bar forming at subscription
-        assert one.times()[: len(two)] == two.times()[: len(one)]
         assert_matches_truth(tv, BTC, "1", two)
         assert_matches_truth(tv, ETH, "5", eth_rec)
         assert set(one.seis) == {btc} and one.threads == {"record_BTCUSDT_BINANCE_1"}
-        assert [r.status for r in tv.connection_log()][:3] == [101, 101, 101]
+        assert [r.status for r in tv.connection_log()][:4] == [101] * 4
 
 
 def test_a_quiet_market_is_not_an_error(fake_tv_factory: Factory) -> None:
@@ -238,6 +242,44 @@ def test_expired_token_is_renewed_when_a_password_is_known(fake_tv_factory: Fact
             stats = live.live_stats()
         assert stats.heartbeat_only_sessions == 1 and stats.connections == 2
         assert auth.sign_ins == 1
+        assert_matches_truth(tv, BTC, "1", rec)
+
+
+def test_refused_token_fails_new_seis_with_an_authentication_error(
+    fake_tv_factory: Factory,
+) -> None:
+    """protocol_error "bad auth token" for a fixed token fails new_seis with TokenExpiredError."""
+    with server(fake_tv_factory, strict_tokens=True) as tv:
+        forged = FakeTradingView().issue_token("alice")  # not issued by this server
+        with feed(tv, token=forged) as live:
+            with pytest.raises(TokenExpiredError):
+                live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute)
+            assert live.list_seis() == []
+
+
+def test_token_renewal_replaces_the_connection_without_losing_bars(
+    fake_tv_factory: Factory,
+) -> None:
+    """A token close to expiry is renewed and the connection replaced at once, gap-free."""
+    with server(fake_tv_factory, users={"alice": "secret"}, token_lifetime=2) as tv:
+        # Tokens live 2 s; the authenticator renews them in their second half.
+        settings = LiveSettings(
+            stall_timeout=1.0, setup_timeout=3.0, token_margin=300, token_check_interval=0.3
+        )
+        with feed(tv, username="alice", password="secret", live_settings=settings) as live:
+            auth = live.authenticator
+            seis = live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute)
+            rec = Recorder()
+            seis.new_consumer(rec)
+            for _ in range(2):
+                renewals = live.live_stats().token_renewals
+                tv.advance(1)
+                wait_until(lambda r=renewals: live.live_stats().token_renewals > r)  # type: ignore[misc]
+            tv.advance(1)
+            wait_until(lambda: len(rec) == 3)
+            stats = live.live_stats()
+        assert stats.connections >= 3 and stats.connect_failures == 0
+        assert auth.sign_ins >= 3
         assert_matches_truth(tv, BTC, "1", rec)
 
 
