@@ -177,10 +177,15 @@ def run_demo(
     fmt: str | None = None,
     faults: bool = True,
     progress: bool | None = None,
+    data_end: float | None = None,
     out: IO[str],
     err: IO[str],
 ) -> DemoReport:
-    """Run the demo (see the module docstring), printing to ``out`` (progress on ``err``)."""
+    """Run the demo (see the module docstring), printing to ``out`` (progress on ``err``).
+
+    ``data_end`` pins the fake server's newest bar (epoch seconds; default: now), so that a
+    test can rebuild the same ground truth afterwards.
+    """
     try:
         from .testing import FakeTradingView  # noqa: PLC0415 - the testing extra
     except ImportError as exc:
@@ -202,7 +207,7 @@ def run_demo(
                 "parquet output needs pyarrow: pip install 'tvadapter[parquet]'"
             ) from None
     began = time.monotonic()
-    with FakeTradingView(heartbeat_interval=1.0, faults=_faults(faults)) as tv:
+    with FakeTradingView(heartbeat_interval=1.0, faults=_faults(faults), data_end=data_end) as tv:
         config = NetworkConfig(
             ws_url=tv.ws_url,
             origin=tv.origin,
