@@ -72,7 +72,7 @@ from resilience.ratelimit import TokenBucket
 from resilience.retry import AttemptRecord, retrying
 from resilience.timeout import Deadline
 
-from . import _search
+from . import _bulk, _search
 from ._auth import Authenticator, Credentials
 from ._metrics import ClientMetrics, MetricsRecorder
 from ._request import DEFAULT_ROUND_SIZE, HeartbeatOnlySession, HistoryRequest, HistoryResult
@@ -364,6 +364,11 @@ class TvDatafeed:
             raise
         finally:
             self._metrics.finished(self._clock() - started, error)
+
+    #: Fetch many series at once over this client's connection, inside its rate limiter:
+    #: ``client.get_hist_many(requests, *, max_concurrency=, progress=, ...)`` -> ``BulkResult``
+    #: (one failing symbol does not fail the batch).  See :func:`tvadapter._bulk.get_hist_many`.
+    get_hist_many = _bulk.get_hist_many
 
     def search_symbol(self, text: str, exchange: str = "") -> list[dict[str, Any]]:
         """Search TradingView's symbols (v3 API with the Origin/Referer it requires).

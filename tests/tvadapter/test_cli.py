@@ -67,6 +67,7 @@ def assert_bars(frame: pd.DataFrame, truth: list[Any]) -> None:
 
 def read_back(path: Path) -> pd.DataFrame:
     """A file written by ``hist -o`` as a DataFrame indexed by UTC datetime."""
+    frame: pd.DataFrame
     if path.suffix == ".csv":
         frame = pd.read_csv(path, index_col="datetime")
         frame.index = pd.to_datetime(frame.index, utc=True)
