@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tvadapter import history
 from tvadapter._request import COLUMNS, SeriesBars, bars_to_array
 from tvadapter.history import (
     FRAME_COLUMNS,
@@ -23,6 +26,24 @@ from tvadapter.history import (
 from tvadapter.protocol import TimescaleUpdate, decode, parse_payload
 
 FRAMES = Path("/work/shared/frames")
+
+try:
+    import pyarrow  # noqa: F401
+
+    ENGINES = ["pandas", "pyarrow"]
+except ImportError:  # pragma: no cover - pyarrow is an optional accelerator
+    ENGINES = ["pandas"]
+
+
+@contextmanager
+def csv_engine(name: str) -> Iterator[None]:
+    """Run the fast path with one number reader (the module switch restored afterwards)."""
+    saved = history.csv_engine
+    history.csv_engine = name
+    try:
+        yield
+    finally:
+        history.csv_engine = saved
 
 
 def generic(payload: str) -> dict[str, np.ndarray]:
@@ -62,7 +83,8 @@ def make_payload(
     )
 
 
-def test_recorded_42_packet_message_fast_equals_generic() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_recorded_42_packet_message_fast_equals_generic(engine: str) -> None:
     """Every timescale_update of the recorded 1.46 MB message parses fast, identical to generic."""
     message = (FRAMES / "tradingview-rs__tests_data__socket_messages.txt").read_text()
     total = 0
@@ -70,7 +92,8 @@ def test_recorded_42_packet_message_fast_equals_generic() -> None:
         if not payload.startswith('{"m":"timescale_update"'):
             continue
         expected = generic(payload)
-        got = fast(payload)
+        with csv_engine(engine):
+            got = fast(payload)
         assert got.keys() == expected.keys()
         for sid, data in got.items():
             assert np.array_equal(data, expected[sid], equal_nan=True)
@@ -141,13 +164,15 @@ def test_other_series_in_the_map_are_returned_too() -> None:
         lambda p: p.replace('{"m":"timescale_update"', '{"m":"du"', 1),  # another method
     ],
 )
-def test_anything_unexpected_falls_back(mutate: Any) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_anything_unexpected_falls_back(mutate: Any, engine: str) -> None:
     """Each deviation from the plain layout makes the fast path decline (None)."""
     payload = make_payload([[1.0, 2.0, 3.0, 1.0, 2.0, 5.0], [2.0, 2.0, 3.0, 1.0, 4.0, 5.0]])
-    assert parse_timescale_update(payload, min_length=0) is not None
-    changed = mutate(payload)
-    assert changed != payload
-    assert parse_timescale_update(changed, min_length=0) is None
+    with csv_engine(engine):
+        assert parse_timescale_update(payload, min_length=0) is not None
+        changed = mutate(payload)
+        assert changed != payload
+        assert parse_timescale_update(changed, min_length=0) is None
 
 
 numbers = st.one_of(
@@ -160,14 +185,30 @@ numbers = st.one_of(
 @given(
     rows=st.lists(st.lists(numbers, min_size=5, max_size=6), min_size=1, max_size=40),
     first_index=st.integers(min_value=-(10**6), max_value=10**6),
+    engine=st.sampled_from(ENGINES),
 )
-def test_fast_path_matches_generic_parser(rows: list[list[float]], first_index: int) -> None:
-    """For arbitrary numbers (ints, floats, exponents, 5 or 6 per bar) fast == generic, exactly."""
+def test_fast_path_matches_generic_parser(
+    rows: list[list[float]], first_index: int, engine: str
+) -> None:
+    """For arbitrary numbers (ints, floats, exponents, 5 or 6 per bar, mixed) fast == generic,
+    exactly, with either number reader."""
     payload = make_payload(rows, first_index=first_index)
     expected = generic(payload)["s1"]
-    got = parse_timescale_update(payload, min_length=0)
+    with csv_engine(engine):
+        got = parse_timescale_update(payload, min_length=0)
     assert got is not None
     assert np.array_equal(got[0].data, expected, equal_nan=True)
+
+
+def test_second_series_with_ns_uses_the_forward_search() -> None:
+    """When the backward search for the end of the bars lands in a later series, the forward
+    search still finds the first series' bars exactly."""
+    other = {"s": [{"i": 0, "v": [10.0, 1, 2, 0, 1]}], "ns": {"d": "", "indexes": []}, "t": "s1"}
+    payload = make_payload([[1.0, 2.0, 3.0, 1.0, 2.0, 5.0]], extra={"s2": other})
+    found = parse_timescale_update(payload, min_length=0)
+    assert found is not None
+    assert {b.series_id: len(b.data) for b in found} == {"s1": 1, "s2": 1}
+    assert found[0].data[0, 1] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -182,10 +223,12 @@ def test_fast_path_matches_generic_parser(rows: list[list[float]], first_index: 
         "0.1",
     ],
 )
-def test_unusual_literals_parse_like_float(literal: str) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unusual_literals_parse_like_float(literal: str, engine: str) -> None:
     """Long, exponent and float-typed-integer literals parse to exactly float(literal)."""
     payload = make_payload([[1.0, 2.0, 3.0, 1.0, 2.0, 5.0]]).replace("5.0]", literal + "]")
-    got = parse_timescale_update(payload, min_length=0)
+    with csv_engine(engine):
+        got = parse_timescale_update(payload, min_length=0)
     assert got is not None
     assert got[0].data[0, 6] == float(literal)
 
