@@ -127,6 +127,8 @@ class LiveSettings:
     the connection) that long before it expires, checking every ``token_check_interval``.
     ``poll_interval``: the reader's longest
     ``recv`` wait (how fast it notices a stall or a stop request without traffic).
+
+    Immutable; safe to share between threads.
     """
 
     stall_timeout: float = 30.0
@@ -168,6 +170,7 @@ class LiveStats:
     ``backfilled_bars`` (of those, bars that closed while disconnected), ``forming_updates``,
     ``gaps`` (reloads that could not reach back far enough), ``series_failures``;
     ``connected`` now and ``last_error`` (text of the last connection problem, or None).
+    Immutable.
     """
 
     connections: int
@@ -266,7 +269,11 @@ def _fatal(error: BaseException) -> bool:
 
 
 class LiveEngine:
-    """Subscriptions and delivery over one persistent connection (see the module docstring)."""
+    """Subscriptions and delivery over one persistent connection (see the module docstring).
+
+    Thread-safety: :meth:`subscribe`, :meth:`unsubscribe`, :meth:`stats` and :meth:`close`
+    from any thread; everything else runs on the engine thread.
+    """
 
     def __init__(
         self,

@@ -387,6 +387,7 @@ def test_tvdatafeed_surface(fake_tv_factory: Factory) -> None:
     with server(fake_tv_factory) as tv, feed(tv) as live:
         seis = live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute)
         assert live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute) is seis
+        assert not live._lock.locked()  # tvDatafeed leaked it on this path
         assert seis == Seis("BTCUSDT", "BINANCE", Interval.in_1_minute)
         assert hash(seis) == hash(Seis("BTCUSDT", "BINANCE", Interval.in_1_minute))
         assert seis != Seis("BTCUSDT", "BINANCE", Interval.in_5_minute)
@@ -406,6 +407,7 @@ def test_tvdatafeed_surface(fake_tv_factory: Factory) -> None:
             live.new_consumer(stranger, Recorder())
         with pytest.raises(NameError):
             stranger.new_consumer(Recorder())
+        assert not live._lock.locked()
 
         def on_bar(seis: Seis, df: pd.DataFrame) -> None:
             pass
