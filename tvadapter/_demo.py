@@ -31,7 +31,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from ._bulk import BulkResult, get_hist_many
+from ._bulk import BulkResult
 from ._client import TvDatafeed
 from ._metrics import ClientMetrics
 from .cli import FORMATS, UsageError, write_frame
@@ -239,10 +239,9 @@ def run_demo(
         )
         out.flush()
         with TvDatafeed(config=config) as client:
-            result = get_hist_many(
-                client, list(symbols), interval=code, n_bars=n_bars, progress=progress,
-                progress_stream=err,
-            )  # fmt: skip
+            result = client.get_hist_many(
+                list(symbols), interval=code, n_bars=n_bars, progress=progress, progress_stream=err
+            )
             metrics = client.metrics()
         stats = tv.stats()
         log = tv.connection_log()

@@ -525,7 +525,7 @@ class _Context:
 
 
 def _cmd_hist(args: argparse.Namespace, ctx: _Context) -> int:
-    from ._bulk import get_hist_many  # noqa: PLC0415 - lazy: pandas-heavy paths
+    from ._bulk import HistRequest  # noqa: PLC0415 - lazy: pandas-heavy paths
     from ._client import TvDatafeed  # noqa: PLC0415
 
     fmt = _output_format(args.output, args.format) if args.output else None
@@ -546,14 +546,11 @@ def _cmd_hist(args: argparse.Namespace, ctx: _Context) -> int:
             failed: dict[str, BaseException] = {}
             total = 1
         else:
-            from ._bulk import HistRequest  # noqa: PLC0415
-
             requests = [
                 HistRequest(s, fut_contract=args.fut_contract, extended_session=args.extended)
                 for s in args.symbols
             ]
-            result = get_hist_many(
-                client,
+            result = client.get_hist_many(
                 requests,
                 exchange=args.exchange,
                 interval=args.interval,

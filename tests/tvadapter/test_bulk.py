@@ -221,8 +221,6 @@ def test_method_on_the_client(fake_tv_factory: Factory) -> None:
     """TvDatafeed.get_hist_many delegates to the bulk path."""
     tv = fake_tv_factory()
     with TvDatafeed(config=client_config(tv)) as client:
-        if not hasattr(client, "get_hist_many"):
-            pytest.skip("TvDatafeed.get_hist_many not wired yet")
         result = client.get_hist_many(["NYSE:GE", ("TCS", "NSE", "1H", 4)], progress=False)
     assert isinstance(result, BulkResult) and result.all_ok
     assert_same_bars(result["NSE:TCS"], tv.bars("NSE:TCS", "1H", 4), "NSE:TCS")
