@@ -53,6 +53,7 @@ import contextlib
 import logging
 import math
 import queue
+import shutil
 import sys
 import threading
 from collections import Counter
@@ -201,7 +202,7 @@ class BulkResult:
     items: tuple[BulkItem, ...] = ()
     elapsed: float = 0.0
     max_concurrency: int = 0
-    _index: Mapping[str, BulkItem] = field(default_factory=dict, repr=False)
+    _index: Mapping[str, BulkItem] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", {item.key: item for item in self.items})
@@ -423,9 +424,13 @@ class _CallbackReporter:
 
 class _TqdmReporter:
     def __init__(self, tqdm_class: Any, total: int, stream: IO[str]) -> None:
-        self._bar = tqdm_class(
-            total=total, file=stream, unit="series", desc="downloading", dynamic_ncols=True
-        )
+        # A pseudo-terminal without a size (0 x 0) would make tqdm draw nothing.
+        shape = shutil.get_terminal_size((0, 0))
+        size: dict[str, Any] = (
+            {"dynamic_ncols": True} if shape.columns > 0 and shape.lines > 0 else
+            {"ncols": 80, "nrows": 24}
+        )  # fmt: skip
+        self._bar = tqdm_class(total=total, file=stream, unit="series", desc="downloading", **size)
         self._failed = 0
 
     def update(self, done: int, total: int, item: BulkItem) -> None:

@@ -119,6 +119,10 @@ TV_RECV_TIMEOUT, TV_REQUEST_DEADLINE, TV_MAX_RETRIES, TV_REQUESTS_PER_MINUTE, TV
 ... (see tvadapter.NetworkConfig.from_env); credentials: TV_USERNAME + TV_PASSWORD,
 TV_SESSION_ID (+ TV_SESSION_ID_SIGN) or TV_AUTH_TOKEN. Flags override the environment."""
 
+#: On Ctrl-C, how long ``hist`` waits for requests in flight before closing the client (which
+#: ends them at once).
+CANCEL_TIMEOUT = 2.0
+
 #: Output formats by file extension.
 FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -560,6 +564,7 @@ def _cmd_hist(args: argparse.Namespace, ctx: _Context) -> int:
                 max_concurrency=args.concurrency,
                 progress=args.progress,
                 progress_stream=ctx.stderr,
+                cancel_timeout=CANCEL_TIMEOUT,
             )
             failed = result.failed
             total = len(result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -427,6 +428,27 @@ def test_console_script_end_to_end_in_subprocesses(tmp_path: Path) -> None:
         )
         assert bad.returncode == 3
         assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+        # Ctrl-C in the middle of a slow (rate-limited) batch: exit 130 promptly.
+        slow = subprocess.Popen(
+            [sys.executable, "-m", "tvadapter", "hist", "AAPL", "MSFT", "NVDA", "AMZN",
+             "-e", "NASDAQ", "-v", "--rpm", "6", "--burst", "1", "--no-progress"],
+            env={**env, "TV_WS_URL": ws_url},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert slow.stderr is not None
+        lines = []
+        for line in slow.stderr:
+            lines.append(line)
+            if "bulk:" in line:  # the batch has started
+                break
+        slow.send_signal(signal.SIGINT)
+        interrupted_at = time.monotonic()
+        rest = slow.stderr.read()
+        assert slow.wait(30) == cli.EXIT_INTERRUPTED, "".join(lines) + rest
+        assert time.monotonic() - interrupted_at < 15
+        assert rest.rstrip().endswith("tvadapter: interrupted")
     finally:
         server.terminate()
         assert server.wait(30) == 0
