@@ -34,6 +34,7 @@ __all__ = [
     "machine_line",
     "md_table",
     "per_call_async_ns",
+    "paired_ratio",
     "per_call_ns",
     "percentile",
     "quiet_gc",
@@ -101,6 +102,13 @@ def interleaved(contenders: dict[str, Callable[[], float]], rounds: int) -> dict
         for name, measure in contenders.items():
             samples[name].append(measure())
     return samples
+
+
+def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """Median over rounds of ``a[i] / b[i]``: samples of the same round share the machine's
+    state of that moment, so the per-round ratio cancels slow drifts in the noise."""
+    ratios = [x / y for x, y in zip(a, b, strict=True) if y > 0 and math.isfinite(x / y)]
+    return statistics.median(ratios) if ratios else math.nan
 
 
 def percentile(values: Sequence[float], q: float) -> float:
