@@ -539,7 +539,7 @@ class LiveEngine:
             sub.phase = "more_queued"
             return
         tracker = sub.tracker
-        n = min(self._settings.round_size, max(self._settings.initial_bars, tracker.loaded))
+        n = tracker.round_size(self._settings.initial_bars, self._settings.round_size)
         tracker.begin_round()
         sub.rounds += 1
         sub.phase = "more"

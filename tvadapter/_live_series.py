@@ -138,6 +138,11 @@ class SeriesTracker:
         estimate = math.ceil(max(0.0, wall_now - anchor) / bar_seconds) + 2
         return max(minimum, min(maximum, estimate))
 
+    def round_size(self, minimum: int, maximum: int) -> int:
+        """Bars to ask for in the next ``request_more_data``: as many as loaded so far (the
+        load doubles each round, so a gap of N bars takes O(log N) rounds), within bounds."""
+        return max(1, min(maximum, max(minimum, len(self._loaded))))
+
     # -- loads -------------------------------------------------------------------------------
 
     def begin_load(self) -> None:

@@ -71,12 +71,12 @@ def run_load(
     for _ in range(closes_during):
         out += tracker.update(server.close())  # buffered while loading: returns nothing
     rounds = 0
-    while tracker.needs_more(reason) and rounds < 50:
+    while tracker.needs_more(reason) and rounds < 20:  # the engine's max_backfill_rounds
         oldest = tracker.oldest_loaded
         assert oldest is not None
         tracker.begin_round()
         rounds += 1
-        bars, reason = server.more(int(oldest // STEP), n_more)
+        bars, reason = server.more(int(oldest // STEP), tracker.round_size(n_more, 5000))
         tracker.add(bars)
     return out + tracker.finish_load()
 
@@ -128,9 +128,10 @@ def test_a_short_reload_asks_for_more_until_it_covers_the_outage() -> None:
     for _ in range(30):
         server.close()
     assert tracker.reload_count(0.0, STEP, 2, 5000) == 2  # bar times ahead of the wall clock
-    emits = run_load(tracker, server, 2, n_more=4)
+    emits = run_load(tracker, server, 2, n_more=2)
     assert closed_positions(emits) == list(range(10, 40))
     assert tracker.gaps == 0
+    assert tracker.round_size(2, 5000) == 2 and tracker.round_size(2, 1) == 1
 
 
 def test_reload_count_estimates_the_gap_from_the_wall_clock() -> None:
