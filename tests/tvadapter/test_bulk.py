@@ -191,10 +191,13 @@ def test_rate_limit_respected_as_counted_by_the_server(fake_tv_factory: Factory)
     assert result.all_ok and len(result) == n
     assert elapsed >= (n - burst) / rate * 0.95
     assert result.rate_limit_wait > 0
-    # Sampling adds one tick of uncertainty at each end of a window: allow one extra request.
+    # The server counts arrivals, not grants: a request may reach it up to ~0.2 s after its
+    # token on a loaded machine, so allow rate x 0.2 s more (an unlimited client would put
+    # all 9 requests into a few milliseconds and fail this by far).
+    slack = rate * 0.2 + 1
     for i, (t1, c1) in enumerate(samples):
         for t2, c2 in samples[i + 1 :]:
-            assert c2 - c1 <= burst + rate * (t2 - t1) + 1, (t2 - t1, c2 - c1)
+            assert c2 - c1 <= burst + rate * (t2 - t1) + slack, (t2 - t1, c2 - c1)
 
 
 def test_progress_callback_once_per_item_in_calling_thread(fake_tv_factory: Factory) -> None:
