@@ -356,7 +356,7 @@ class TvDatafeed:
                 symbol, exchange, interval, n_bars, fut_contract, extended_session, start, end
             )
             result = self._get_hist(query, timeout)
-            frame = result_frame(result)
+            frame = result_frame(result, copy=False)  # the result is dropped
             self._metrics.add("bars_received", len(frame))
             return frame
         except BaseException as exc:

@@ -12,13 +12,14 @@
   Use ``df.fillna({"volume": 0.0})`` for tvDatafeed's behaviour.
 
 :func:`parse_timescale_update` is the fast path for large ``timescale_update`` packets: it cuts
-the bars of the first series out of the JSON text and parses their numbers with pandas' C
-reader, without building one Python object per bar (a 5,000-bar packet is ~500 KB; the generic
-:func:`tvadapter.protocol.parse_payload` spends most of its time creating objects).  It is
-deliberately narrow: the packet must have the server's compact layout, the bar text may hold
-nothing but ``{"i":<int>,"v":[<numbers>]}`` objects, and the rest of the series map is parsed
-as JSON.  Anything else returns ``None`` and the caller uses the generic parser, so the fast path
-can only be faster, never looser.  Numbers parse exactly as ``float()`` would: with pyarrow's
+the bars of the first series out of the JSON text, reduces them to CSV and parses the numbers
+with a C reader, without building one Python object per bar (a 5,000-bar packet is ~400 KB;
+the generic :func:`tvadapter.protocol.parse_payload` spends most of its time creating objects).
+It is deliberately narrow: the packet must have the server's compact layout, the bar text may
+hold nothing but ``{"i":<int>,"v":[<5 or 6 numbers>]}`` objects, and the rest of the series map
+is parsed as JSON.  Anything else returns ``None`` and the caller uses the generic parser.  (One
+leniency: number spellings JSON forbids, such as ``+1`` or ``.5``, are read as the obvious
+values rather than refused.)  Numbers parse exactly as ``float()`` would: with pyarrow's
 CSV reader when pyarrow is installed (``pip install tvadapter[parquet]``; about three times
 faster), else with pandas' C reader (pandas >= 3 rounds correctly; older pandas is asked for its
 round-trip parser).
@@ -55,43 +56,57 @@ FAST_PATH_MIN_LENGTH = 4_096
 
 _T = COLUMNS.index("time")
 _PANDAS_3 = int(pd.__version__.split(".", 1)[0]) >= 3
+# The reduced bar text of a bar: an empty field, i, an empty field, then t, o, h, l, c and
+# (maybe) volume.
+_FIELDS = len(COLUMNS) + 2
+_NUMBER_FIELDS = [1, *range(3, _FIELDS)]
 _READ_CSV_OPTIONS: dict[str, Any] = {
     "header": None,
-    "names": list(range(len(COLUMNS))),
+    "names": list(range(_FIELDS)),
     "dtype": np.float64,
     "engine": "c",
     "keep_default_na": False,
     "na_values": [""],
+    "skip_blank_lines": False,
 }
 if not _PANDAS_3:  # pragma: no cover - exercised only with pandas 2
     _READ_CSV_OPTIONS["float_precision"] = "round_trip"
 
 _HEAD = re.compile(r'\{"m":"timescale_update","p":\["([^"\\]*)",')
 _FIRST_SERIES = re.compile(r'\{"([^"\\]*)":\{(?:"node":"[^"\\]*",)?"s":\[')
-# Characters that would let the CSV reader accept what JSON parsing would not turn into a float:
-# quotes (a quoted field parses as its content) and the letters of true/false/null (a boolean
-# column converts to 1.0/0.0).  Anything else non-numeric makes the reader fail.
-_FORBIDDEN = ('"', "t", "l")
+# Reducing the bar text to CSV with one bytes.translate: the characters of '{"i":', '"v":' and
+# '}' are deleted, '[' becomes ',' and ']' ends a line, so '[{"i":0,"v":[t,o,h,l,c,v]},{"i":1,...'
+# becomes ',0,,t,o,h,l,c,v\n,1,,...'.  A well-formed bar loses exactly 10 characters, 4 of
+# them quotes.
+_DELETED = b'{}"iv:'
+_PER_BAR_DELETED = 10
+_PER_BAR_QUOTES = 4
+_TO_CSV = bytes.maketrans(b"[]", b",\n")
+# Letters of true/false/null: a CSV reader would turn the first two into 1.0/0.0.  Any other
+# non-numeric text makes the readers fail.
+_FORBIDDEN = (b"t", b"l")
 _DECODER = json.JSONDecoder()
 
 
 def _numbers_pandas(data: bytes) -> FloatArray | None:
-    """CSV bytes -> float64 array with pandas' C reader (rows may have 6 or 7 fields)."""
+    """Reduced CSV bytes -> float64 array with pandas' C reader (rows of 6 or 7 numbers)."""
     try:
         # Bytes, not StringIO: the reader then tokenises the buffer directly (twice as fast).
         table = pd.read_csv(io.BytesIO(data), **_READ_CSV_OPTIONS)
     except (ValueError, pd.errors.ParserError):
         return None
     numbers: FloatArray = table.to_numpy(dtype=np.float64, copy=False)
-    return numbers
+    if not np.isnan(numbers[:, [0, 2]]).all():
+        return None  # the fields that must be empty are not
+    return numbers[:, _NUMBER_FIELDS]
 
 
 class _Arrow:
     """pyarrow's CSV reader, when installed (about three times faster than pandas' here).
 
     Single-threaded (``use_threads=False``: no thread pool is started), strict (no null
-    spellings: a non-number fails the read) and correctly rounded (Arrow parses floats with
-    fast_float).  Every row must have the same number of fields.
+    spellings: a non-number or an empty field fails the read) and correctly rounded (Arrow
+    parses floats with fast_float).  Every row must have the same number of fields.
     """
 
     def __init__(self) -> None:
@@ -100,20 +115,21 @@ class _Arrow:
 
         self.pa = pa
         self.csv = pacsv
-        self.parse = pacsv.ParseOptions(delimiter=",", quote_char=False)
+        self.parse = pacsv.ParseOptions(delimiter=",", quote_char=False, ignore_empty_lines=False)
         self.convert = {
             width: pacsv.ConvertOptions(
-                column_types={str(i): pa.float64() for i in range(width)},
+                column_types={str(i): pa.float64() for i in _NUMBER_FIELDS[: width - 2]},
+                include_columns=[str(i) for i in _NUMBER_FIELDS[: width - 2]],
                 null_values=[],
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             )
-            for width in (len(COLUMNS) - 1, len(COLUMNS))
+            for width in (_FIELDS - 1, _FIELDS)
         }
 
     def numbers(self, data: bytes) -> FloatArray | None:
-        first_line = data[: data.find(b"\n")] if b"\n" in data else data
-        width = first_line.count(b",") + 1
+        end = data.find(b"\n")
+        width = data[: end if end >= 0 else len(data)].count(b",") + 1
         convert = self.convert.get(width)
         if convert is None:
             return None
@@ -131,8 +147,8 @@ class _Arrow:
             )
         except (self.pa.ArrowException, ValueError):
             return None
-        columns = [table.column(i).to_numpy() for i in range(width)]
-        if width < len(COLUMNS):
+        columns = [table.column(i).to_numpy() for i in range(width - 2)]
+        if width < _FIELDS:
             columns.append(np.full(table.num_rows, np.nan))
         return np.column_stack(columns).astype(np.float64, copy=False)
 
@@ -159,18 +175,27 @@ def _numbers(data: bytes) -> FloatArray | None:
     return _numbers_pandas(data)
 
 
-def _bars_from_text(body: str) -> FloatArray | None:
-    """``{"i":0,"v":[...]},{"i":1,"v":[...]}`` -> ``(n, 7)`` array, or None if not exactly that."""
-    if not (body.startswith('{"i":') and body.endswith("]}")):
+def _bars_from_text(text: str) -> FloatArray | None:
+    """``[{"i":0,"v":[...]},...,{"i":n,"v":[...]}`` (without the final ``]``) -> ``(n, 7)``
+    array, or None if the text is not exactly that.
+
+    The text is reduced to CSV with one ``bytes.translate`` (see ``_DELETED``), then checked:
+    the readers accept only numbers where numbers belong and nothing where the reduction left
+    empty fields (so no strings, objects, literals or extra keys survived); every line has the
+    same number of fields (so no bar's fields shifted into another); exactly 10 characters and
+    4 quotes were removed per bar (so nothing else was deleted); and each ``i`` is an integer.
+    """
+    if not (text.startswith('[{"i":') and text.endswith("]}") and text.isascii()):
         return None
-    csv = body[5:-2].replace(']},{"i":', "\n").replace(',"v":[', ",")
-    # Every '{"i":' and ',"v":[' that is not exactly where a well-formed bar puts it survives the
-    # replacements with its quotes, and so does any string; the quote check rejects them all.
-    # Stray brackets or braces fail the float conversion.
-    if any(char in csv for char in _FORBIDDEN) or not csv.isascii():
+    raw = text.encode("ascii")
+    csv = raw.translate(_TO_CSV, _DELETED)
+    if any(letter in csv for letter in _FORBIDDEN):
         return None
-    data = _numbers(csv.encode("ascii"))
+    data = _numbers(csv)
     if data is None or data.ndim != 2 or data.shape[1] != len(COLUMNS):
+        return None
+    rows = data.shape[0]
+    if len(raw) - len(csv) != _PER_BAR_DELETED * rows or raw.count(b'"') != _PER_BAR_QUOTES * rows:
         return None
     head = data[:, : len(COLUMNS) - 1]
     if np.isnan(head).any() or not np.array_equal(data[:, 0], np.floor(data[:, 0])):
@@ -207,12 +232,12 @@ def parse_timescale_update(
     # if that lands elsewhere (several series in one update) the text is not pure bars, fails
     # the check, and the forward search decides.
     close_at = payload.rfind('}],"ns":', open_at)
-    data = _bars_from_text(payload[open_at + 1 : close_at + 1]) if close_at > open_at else None
+    data = _bars_from_text(payload[open_at : close_at + 1]) if close_at > open_at else None
     if data is None:
         close_at = payload.find("}]", open_at)
         if close_at < 0:
             return None
-        data = _bars_from_text(payload[open_at + 1 : close_at + 1])
+        data = _bars_from_text(payload[open_at : close_at + 1])
         if data is None:
             return None
     # The series map with the bars cut out ("s":[]), parsed as JSON: validates everything else
@@ -260,11 +285,13 @@ def empty_frame(symbol: str = "") -> pd.DataFrame:
     return frame
 
 
-def bars_frame(symbol: str, data: FloatArray) -> pd.DataFrame:
+def bars_frame(symbol: str, data: FloatArray, *, copy: bool = True) -> pd.DataFrame:
     """tvDatafeed-shaped frame (see the module docstring) from an ``(n, 7)`` bar array.
 
     ``data`` must already be checked: sorted by time with unique times (a
     :class:`~tvadapter._request.HistoryResult` is).  Vectorised: no Python loop over bars.
+    With ``copy=False`` the frame may share memory with ``data`` (faster; for callers that
+    drop ``data`` afterwards, as the client does).
     """
     if data.ndim != 2 or data.shape[1] != len(COLUMNS):
         raise ValueError(f"expected an (n, {len(COLUMNS)}) bar array, got shape {data.shape}")
@@ -285,11 +312,11 @@ def bars_frame(symbol: str, data: FloatArray) -> pd.DataFrame:
             "volume": data[:, 6],
         },
         index=index,
-        copy=True,
+        copy=copy,
     )
     return frame
 
 
-def result_frame(result: HistoryResult) -> pd.DataFrame:
-    """The frame for a finished request."""
-    return bars_frame(result.symbol, result.data)
+def result_frame(result: HistoryResult, *, copy: bool = True) -> pd.DataFrame:
+    """The frame for a finished request (``copy=False``: see :func:`bars_frame`)."""
+    return bars_frame(result.symbol, result.data, copy=copy)

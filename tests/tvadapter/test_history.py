@@ -254,11 +254,13 @@ def test_frame_shape_dtypes_and_utc_index() -> None:
 
 
 def test_frame_does_not_alias_the_array() -> None:
-    """Mutating the source array afterwards does not change the frame."""
+    """By default, mutating the source array afterwards does not change the frame."""
     rows = np.array([[0, 1_600_000_000.0, 1, 2, 0.5, 1.5, 10]], dtype=np.float64)
     frame = bars_frame("X:Y", rows)
+    shared = bars_frame("X:Y", rows, copy=False)
     rows[0, 5] = 99.0
     assert frame["close"].iloc[0] == 1.5
+    assert shared["close"].iloc[0] in (1.5, 99.0)  # copy=False may share memory
 
 
 def test_empty_frame_has_the_full_shape() -> None:
