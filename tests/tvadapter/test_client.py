@@ -17,6 +17,7 @@ from tvadapter import (
     ClientMetrics,
     ConfigurationError,
     Interval,
+    RateLimitedError,
     SeriesError,
     SymbolNotFoundError,
     TvConnectionError,
@@ -317,3 +318,92 @@ def test_repr_has_no_secrets(fake_tv_factory: Factory) -> None:
     token = tv.issue_token("alice")
     with TvDatafeed(config=client_config(tv), token=token) as client:
         assert token not in repr(client) and "signed in" in repr(client)
+
+
+def test_password_sign_in_uses_the_token(fake_tv_factory: Factory) -> None:
+    """username/password sign in at construction; the session then gets the plan's cap."""
+    tv = fake_tv_factory(users={"alice": "secret"}, user_plans={"alice": "pro"})
+    config = client_config(tv)
+    with TvDatafeed("alice", "secret", config=config) as client:
+        assert not client.authenticator.is_anonymous
+        assert client.authenticator.plan == "pro"
+        frame = client.get_hist("BTCUSDT", "BINANCE", "1", n_bars=8_000)
+    assert_same_bars(frame, tv.bars("BINANCE:BTCUSDT", "1", 8_000), "BINANCE:BTCUSDT")
+    assert tv.requests.get("set_auth_token") == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "password", "error"),
+    [
+        ({"captcha_users": frozenset({"alice"})}, "secret", "CaptchaRequiredError"),
+        ({"twofa_users": frozenset({"alice"})}, "secret", "TwoFactorRequiredError"),
+        ({}, "wrong", "InvalidCredentialsError"),
+    ],
+)
+def test_sign_in_failures_are_clear_errors(
+    fake_tv_factory: Factory, options: dict[str, Any], password: str, error: str
+) -> None:
+    """Captcha, 2FA and a wrong password raise their typed error at construction: no silent
+    anonymous fallback, no connection, and the password never appears in the message."""
+    import tvadapter
+
+    tv = fake_tv_factory(users={"alice": "secret"}, **options)
+    with no_new_threads(), pytest.raises(getattr(tvadapter, error)) as info:
+        TvDatafeed("alice", password, config=client_config(tv))
+    assert password not in str(info.value)
+    assert tv.connection_attempts == 0
+
+
+def test_rate_limiter_waits_on_the_injected_clock(fake_tv_factory: Factory) -> None:
+    """With a fake clock, the limiter's waits (1 request/s, burst 1) are decided exactly and
+    slept on the injected sleep, and reported in metrics."""
+    from resilience.testing import FakeClock
+
+    tv = fake_tv_factory()
+    clock = FakeClock(1_000.0)
+    config = client_config(tv, requests_per_minute=60, burst_size=1)
+    with TvDatafeed(config=config, clock=clock, sleep=clock.sleep) as client:
+        for symbol in ("NASDAQ:AAPL", "NASDAQ:MSFT", "NASDAQ:NVDA"):
+            assert len(client.get_hist(symbol, n_bars=5)) == 5
+        metrics = client.metrics()
+    assert clock.sleeps == pytest.approx([1.0, 1.0])
+    assert metrics.rate_limited == 2 and metrics.rate_limit_wait == pytest.approx(2.0)
+
+
+@pytest.mark.redis
+def test_redis_shares_the_rate_limit_between_clients(
+    fake_tv_factory: Factory, redis_url: str
+) -> None:
+    """Two clients with the same redis_url share one bucket: together they get one burst."""
+    import uuid
+
+    tv = fake_tv_factory()
+    # A private key space per test run: the bucket name is fixed, the redis db is shared.
+    config = client_config(tv, requests_per_minute=6, burst_size=2, redis_url=redis_url)
+    name = uuid.uuid4().hex
+    from resilience import TokenBucket
+
+    def bucket() -> TokenBucket:
+        return TokenBucket(0.1, 2, backend=redis_url, name=name)
+
+    with (
+        TvDatafeed(config=config, rate_limiter=bucket()) as a,
+        TvDatafeed(config=config, rate_limiter=bucket()) as b,
+    ):
+        a.get_hist("AAPL", "NASDAQ", n_bars=2)
+        b.get_hist("MSFT", "NASDAQ", n_bars=2)
+        # The shared burst of 2 is spent: a third request cannot get a slot within 1 s.
+        with pytest.raises(RateLimitedError) as info:
+            a.get_hist("NVDA", "NASDAQ", n_bars=2, timeout=1.0)
+    assert info.value.retry_after is not None and info.value.retry_after > 1.0
+
+
+@pytest.mark.redis
+def test_redis_url_in_config_builds_a_shared_limiter(
+    fake_tv_factory: Factory, redis_url: str
+) -> None:
+    """config.redis_url alone makes the client's limiter and breaker live in Redis."""
+    tv = fake_tv_factory()
+    with TvDatafeed(config=client_config(tv, redis_url=redis_url)) as client:
+        assert client._limiter.backend is not None
+        assert len(client.get_hist("AAPL", "NASDAQ", n_bars=3)) == 3
