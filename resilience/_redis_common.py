@@ -134,7 +134,8 @@ def _check_timeout_value(name: str, value: float) -> float:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    """Where and how to connect to Redis (immutable; the password never appears in repr)."""
+    """Where and how to connect to Redis (immutable and thread-safe; the password never
+    appears in repr)."""
 
     host: str = "127.0.0.1"
     port: int = 6379
@@ -246,7 +247,7 @@ def _no_client_setinfo(redis_mod: Any) -> dict[str, None]:
 
 @dataclass(frozen=True)
 class LuaScript:
-    """A server-side Lua script and its SHA1 (what ``EVALSHA`` names it by)."""
+    """A server-side Lua script and its SHA1 (what ``EVALSHA`` names it by); immutable."""
 
     source: str
     sha: str = field(init=False)

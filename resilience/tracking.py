@@ -98,6 +98,7 @@ class TrackerSnapshot:
     outcomes); ``p50``/``p90``/``p99``/``max_latency``: seconds, None without samples;
     ``errors_by_kind``: read-only mapping kind -> errors (errors recorded without a kind
     are not in it); ``window``: the window length; ``at``: the clock time of the snapshot.
+    Immutable, so safe to share between threads.
     """
 
     window: float
