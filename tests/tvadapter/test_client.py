@@ -407,3 +407,24 @@ def test_redis_url_in_config_builds_a_shared_limiter(
     with TvDatafeed(config=client_config(tv, redis_url=redis_url)) as client:
         assert client._limiter.backend is not None
         assert len(client.get_hist("AAPL", "NASDAQ", n_bars=3)) == 3
+
+
+def test_old_idle_connection_is_replaced(fake_tv_factory: Factory) -> None:
+    """An idle connection older than max_connection_age is closed and a fresh one opened."""
+    tv = fake_tv_factory()
+    with no_new_threads(), TvDatafeed(config=client_config(tv, max_connection_age=0.3)) as client:
+        first = client.get_hist("AAPL", "NASDAQ", n_bars=5)
+        time.sleep(0.5)
+        second = client.get_hist("AAPL", "NASDAQ", n_bars=5)
+        assert first.equals(second)
+    assert tv.connection_attempts == 2
+
+
+def test_without_reuse_each_call_has_its_own_connection(fake_tv_factory: Factory) -> None:
+    """reuse_connections=False opens a connection per call (and closes the previous one)."""
+    tv = fake_tv_factory()
+    with no_new_threads(), TvDatafeed(config=client_config(tv, reuse_connections=False)) as client:
+        for _ in range(3):
+            client.get_hist("AAPL", "NASDAQ", n_bars=5)
+    assert tv.connection_attempts == 3
+    assert tv.wait_for(lambda s: s.open_connections == 0, timeout=5.0)
