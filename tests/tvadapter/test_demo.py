@@ -82,7 +82,7 @@ def test_demo_command_small_basket_json(tmp_path: Path) -> None:
     text = out.getvalue()
     assert code == 0, text + err.getvalue()
     assert "verified: 3/3 series identical to the server" in text
-    assert "what the resilience layer did:" in text and "rate limiter:" in text
+    assert "what the resilience layer did:" in text and "rate limiter (" in text
     records = json.loads(path.read_text())
     assert len(records) == 180
     assert {r["symbol"] for r in records} == {"NASDAQ:AAPL", "NSE:TCS", "BINANCE:ETHUSDT"}
