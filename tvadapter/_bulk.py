@@ -555,12 +555,13 @@ class _Batch:
 
     def join(self, timeout: float | None) -> list[str]:
         """Join the workers (within ``timeout`` seconds overall); names of those still alive."""
-        deadline = None if timeout is None else self.clock() + timeout
+        now = _clock.monotonic  # real time even when a test injected ``clock``
+        deadline = None if timeout is None else now() + timeout
         for thread in self.threads:
             if deadline is None:
                 thread.join()
             else:
-                thread.join(max(0.0, deadline - self.clock()))
+                thread.join(max(0.0, deadline - now()))
         return [t.name for t in self.threads if t.is_alive()]
 
     def _admit(self) -> float | None:
