@@ -31,6 +31,7 @@ The watchdog thread is a daemon started on first use; it exits by itself after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import heapq
@@ -38,6 +39,7 @@ import importlib
 import inspect
 import itertools
 import math
+import queue
 import signal
 import sys
 import threading
@@ -308,26 +310,38 @@ class _Alarm:
 # -- other threads: one watchdog injecting exceptions -------------------------------------
 #
 # Theory of operation.  Each timed call pushes an _Entry (deadline, thread id, the entry of
-# the enclosing timed call in the same thread) on a heap.  The watchdog pops due entries;
-# for one still ARMED it marks it FIRED and, under the lock, injects a fresh exception class
-# made for that entry (so a handler can tell whose timeout an exception is).  A thread has a
-# single pending-exception slot, so the caller, when its call ends, "settles": under the lock
-# it cancels its entry (and any stale inner entries of its thread), clears a pending exception
-# of its own, and re-injects the innermost enclosing entry that FIRED but was not delivered
-# (its exception may have been overwritten or cleared).  An exception that escapes an inner
-# call raw belongs to an enclosing call, whose handler converts it and settles its chain.
+# the enclosing timed call in the same thread, message) on a heap.  The watchdog thread pops
+# due entries; for one still ARMED it marks it FIRED and, under the lock, injects a fresh
+# exception class made for that entry (so any handler can tell whose timeout it is).
 #
-# States: ARMED -> FIRED -> DELIVERED (raised and caught by a wrapper) or CLEARED (cancelled
-# while pending); ARMED -> CANCELLED.
+# An injected exception is raised at the target thread's next "eval breaker" check (a call,
+# a backward jump), so the caller's bookkeeping must tolerate being interrupted anywhere:
+#
+# * only C-level primitives are used on the caller's side (a plain Lock, whose ``with`` has
+#   no Python frames; a SimpleQueue to wake the watchdog), so an interruption never leaks
+#   the lock;
+# * the decisive step, "mark my entry DONE, and clear my pending exception if it FIRED", is
+#   done inside the ``try`` that guards the call, so an exception raised while doing it is
+#   still caught and converted.  After that step nothing of ours can be injected any more;
+# * a thread has one pending-exception slot, so when a call clears its own pending exception
+#   it re-injects the innermost enclosing entry that FIRED but was not delivered yet;
+# * an injected exception caught by a call that does not own it goes on to its owner if the
+#   owner encloses the call, and is converted otherwise.  Injected classes subclass
+#   DeadlineExceeded and carry the owner's message, so even one escaping raw reads right.
+#
+# States: ARMED -> FIRED -> DELIVERED (raised and caught) ; any -> DONE (call finished).
 
 
 class _Injected(DeadlineExceeded):
     """Base of the exceptions injected by the watchdog (one subclass per fired entry)."""
 
-    _entry: _Entry | None = None
+    _entry: _Entry
+
+    def __str__(self) -> str:
+        return self._entry.message
 
 
-_ARMED, _FIRED, _DELIVERED, _CLEARED, _CANCELLED = range(5)
+_ARMED, _FIRED, _DELIVERED, _DONE = range(4)
 
 # Two prototypes of the same C function: one passes the exception type, one passes NULL
 # (which clears the thread's pending asynchronous exception).
@@ -340,14 +354,24 @@ _clear_async_exc.restype = ctypes.c_int
 
 
 class _Entry:
-    __slots__ = ("deadline", "exc_type", "ident", "parent", "state")
+    __slots__ = ("deadline", "exc_type", "ident", "message", "parent", "state")
 
-    def __init__(self, deadline: float, ident: int, parent: _Entry | None) -> None:
+    def __init__(self, deadline: float, ident: int, parent: _Entry | None, message: str) -> None:
         self.deadline = deadline
         self.ident = ident
         self.parent = parent
+        self.message = message
         self.state = _ARMED
         self.exc_type: type[_Injected] | None = None
+
+
+def _encloses(outer: _Entry, inner: _Entry) -> bool:
+    node = inner.parent
+    while node is not None:
+        if node is outer:
+            return True
+        node = node.parent
+    return False
 
 
 class _Watchdog:
@@ -358,10 +382,11 @@ class _Watchdog:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._heap: list[tuple[float, int, _Entry]] = []
         self._seq = itertools.count()
-        self._stale = 0  # cancelled entries still in the heap
+        self._stale = 0  # finished entries still in the heap
         self._wake_at = math.inf  # when the watchdog thread will next look at the heap
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -375,75 +400,80 @@ class _Watchdog:
         limit: float,
         message: str,
     ) -> T:
+        lock = self._lock
+        local = self._local
         entry = _Entry(
             time.monotonic() + limit,
             threading.get_ident(),
-            getattr(self._local, "current", None),
+            getattr(local, "current", None),
+            message,
         )
         try:
             self._arm(entry)
             result = func(*args, **kwargs)
+            with lock:
+                state = entry.state
+                entry.state = _DONE
+                if state == _ARMED:
+                    self._stale += 1
+            if state == _FIRED:  # fired as the call returned: cancel the pending exception
+                self._clear(entry)
         except _Injected as exc:
             owner = exc._entry
-            self._settle(entry, owner)
-            if owner is entry:
-                raise DeadlineExceeded(message) from None
-            raise  # an enclosing call's timeout: its wrapper converts it
+            with lock:
+                state = entry.state
+                if owner.state == _FIRED:
+                    owner.state = _DELIVERED
+                entry.state = _DONE
+                if state == _ARMED:
+                    self._stale += 1
+            if state == _FIRED and owner is not entry:
+                self._clear(entry)  # ours is still pending: drop it, the caught one wins
+            local.current = entry.parent
+            if owner is not entry and _encloses(owner, entry):
+                raise  # an enclosing call's timeout: its wrapper converts it
+            raise DeadlineExceeded(owner.message) from None
         except BaseException:
-            self._settle(entry, None)
+            with lock:
+                state = entry.state
+                entry.state = _DONE
+                if state == _ARMED:
+                    self._stale += 1
+            if state == _FIRED:
+                self._clear(entry)
+            local.current = entry.parent
             raise
-        try:
-            self._settle(entry, None)
-        except _Injected as exc:  # our timeout fired just as the call returned
-            owner = exc._entry
-            self._settle(entry, owner)
-            if owner is entry:
-                raise DeadlineExceeded(message) from None
-            raise
+        local.current = entry.parent
+        if self._stale > 64 and self._stale * 2 > len(self._heap):
+            self._compact()
         return result
 
     def _arm(self, entry: _Entry) -> None:
-        with self._cond:
+        with self._lock:
             heapq.heappush(self._heap, (entry.deadline, next(self._seq), entry))
             if self._thread is None:
                 self._start_thread()
             elif entry.deadline < self._wake_at:
-                self._cond.notify()
+                self._wake_at = entry.deadline
+                self._wake.put_nowait(None)
             self._local.current = entry
 
-    def _settle(self, entry: _Entry, delivered: _Entry | None) -> None:
-        """End ``entry`` (idempotent); ``delivered``: owner of an exception just caught."""
-        with self._cond:
-            if delivered is not None and delivered.state == _FIRED:
-                delivered.state = _DELIVERED
-            local = self._local
-            stop = entry.parent
-            node: _Entry | None = getattr(local, "current", None)
-            # Stale inner entries (their calls were unwound by our exception), then ours.
-            while node is not None and node is not stop and node is not entry:
-                self._cancel(node)
-                node = node.parent
-            self._cancel(entry)
-            local.current = stop
-            outer = stop
+    def _clear(self, entry: _Entry) -> None:
+        """Drop ``entry``'s pending exception; re-inject an enclosing one it may have hidden."""
+        with self._lock:
+            _clear_async_exc(entry.ident, None)
+            outer = entry.parent
             while outer is not None:
-                if outer.state == _FIRED:  # not raised yet: make sure it is still pending
+                if outer.state == _FIRED:
                     _set_async_exc(outer.ident, outer.exc_type)
                     break
                 outer = outer.parent
 
-    def _cancel(self, entry: _Entry) -> None:
-        state = entry.state
-        if state == _ARMED:
-            entry.state = _CANCELLED
-            self._stale += 1
-            if self._stale > 64 and self._stale * 2 > len(self._heap):
-                self._heap = [item for item in self._heap if item[2].state == _ARMED]
-                heapq.heapify(self._heap)
-                self._stale = 0
-        elif state == _FIRED:
-            _clear_async_exc(entry.ident, None)
-            entry.state = _CLEARED
+    def _compact(self) -> None:
+        with self._lock:
+            self._heap = [item for item in self._heap if item[2].state == _ARMED]
+            heapq.heapify(self._heap)
+            self._stale = 0
 
     def _fire(self, entry: _Entry) -> None:
         exc_type = type("DeadlineExceeded", (_Injected,), {"_entry": entry, "__slots__": ()})
@@ -459,10 +489,13 @@ class _Watchdog:
         thread.start()
 
     def _run(self) -> None:
-        cond = self._cond
-        with cond:
-            idle_since = time.monotonic()
-            while not self._stopping:
+        lock = self._lock
+        idle_since = time.monotonic()
+        while True:
+            with lock:
+                if self._stopping:
+                    self._thread = None
+                    return
                 heap = self._heap
                 now = time.monotonic()
                 while heap and heap[0][0] <= now:
@@ -473,22 +506,23 @@ class _Watchdog:
                         self._stale -= 1
                 if heap:
                     self._wake_at = heap[0][0]
-                    cond.wait(heap[0][0] - now)
-                    idle_since = time.monotonic()
+                    wait = heap[0][0] - now
+                    idle_since = now
                 else:
                     if now - idle_since >= WATCHDOG_IDLE_SECONDS:
-                        break
+                        self._thread = None
+                        return
                     self._wake_at = math.inf
-                    cond.wait(WATCHDOG_IDLE_SECONDS - (now - idle_since))
-            self._wake_at = math.inf
-            self._thread = None
+                    wait = WATCHDOG_IDLE_SECONDS - (now - idle_since)
+            with contextlib.suppress(queue.Empty):
+                self._wake.get(timeout=wait)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the watchdog thread; call only when no timed call is running."""
-        with self._cond:
+        with self._lock:
             thread = self._thread
             self._stopping = True
-            self._cond.notify()
+        self._wake.put_nowait(None)
         if thread is not None:
             thread.join(timeout)
 
