@@ -379,6 +379,8 @@ class RedisEngine:
         self._mode = store.on_unavailable
         self._keys = store.keys(name)
         self._local = MemoryEngine(config, name, clock, notify)
+        self._clock = clock
+        self.last_failure_time: float | None = None
         ttl_ms = math.ceil(max(store.idle_ttl, 2 * config.recovery_timeout) * 1000)
         self._ttl = str(ttl_ms)
         windowed = (
@@ -481,6 +483,8 @@ class RedisEngine:
         if kind == 2:
             self._local.record(token.value, outcome, duration)
             return
+        if outcome == FAILURE:
+            self.last_failure_time = self._clock()
         slow = duration >= self._slow_limit
         if kind == 0:
             if outcome == IGNORED:

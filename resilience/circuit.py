@@ -382,6 +382,12 @@ class CircuitBreaker:
         return self._engine.failure_count
 
     @property
+    def last_failure_time(self) -> float | None:
+        """``clock()`` time of the last failure recorded by this process (None if none yet)."""
+        value: float | None = getattr(self._engine, "last_failure_time", None)
+        return value
+
+    @property
     def failure_threshold(self) -> int:
         return self._config.failure_threshold
 

@@ -60,8 +60,10 @@ def test_original_design_cycle() -> None:
     """Five consecutive failures open it; after recovery_timeout one probe success closes it."""
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=5, recovery_timeout=60.0, clock=clock)
+    assert breaker.last_failure_time is None
     trip(breaker, 4)
     assert breaker.state is CLOSED and breaker.failure_count == 4
+    assert breaker.last_failure_time == 0.0
     trip(breaker, 1)
     assert breaker.state is OPEN
     with pytest.raises(CircuitOpenError) as info:

@@ -56,6 +56,7 @@ def test_cycle_with_server_side_time(redis_url: str) -> None:
     breaker = CircuitBreaker(3, 10.0, store=store, name=unique(), clock=clock)
     trip(breaker, 2)
     assert breaker.state is CLOSED and breaker.failure_count == 2
+    assert breaker.last_failure_time == 1000.0
     breaker.call(ok)
     assert breaker.failure_count == 0
     trip(breaker, 3)
