@@ -86,9 +86,8 @@ class RetryBudget:
         self._retries_total = 0
         self._bucket = math.floor(clock() / self._width)
 
-    def _roll(self, now: float) -> int:
+    def _roll(self, bucket: int) -> int:
         """Forget buckets that left the window; return the current slot.  Lock held."""
-        bucket = math.floor(now / self._width)
         gap = bucket - self._bucket
         if gap <= 0:  # same bucket, or a thread that read the clock a little earlier
             return self._bucket % BUCKETS
@@ -108,17 +107,17 @@ class RetryBudget:
 
     def record_attempt(self) -> None:
         """Count one first attempt (a call, not a retry)."""
-        now = self._clock()
+        bucket = math.floor(self._clock() / self._width)
         with self._lock:
-            slot = self._roll(now)
+            slot = bucket % BUCKETS if bucket == self._bucket else self._roll(bucket)
             self._firsts[slot] += 1
             self._firsts_total += 1
 
     def try_spend(self) -> bool:
         """Take one retry from the budget; False (and nothing recorded) if none is left."""
-        now = self._clock()
+        bucket = math.floor(self._clock() / self._width)
         with self._lock:
-            slot = self._roll(now)
+            slot = self._roll(bucket)
             if self._retries_total + 1 > self.ratio * self._firsts_total + self._floor:
                 return False
             self._retries[slot] += 1
@@ -127,9 +126,9 @@ class RetryBudget:
 
     def available(self) -> float:
         """How many more retries the budget would grant now (may be fractional)."""
-        now = self._clock()
+        bucket = math.floor(self._clock() / self._width)
         with self._lock:
-            self._roll(now)
+            self._roll(bucket)
             left = self.ratio * self._firsts_total + self._floor - self._retries_total
         return max(0.0, left)
 

@@ -302,13 +302,14 @@ class Policy:
         if self.budget is not None and not self.budget.try_spend():
             self._give_up(state, number, elapsed, exc, result=result, reason="budget")
             return None
-        logger.debug(
-            "%s: attempt %d failed (%s); retrying in %.3f s",
-            state.name,
-            number,
-            _Outcome(exc, result),
-            wait,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s: attempt %d failed (%s); retrying in %.3f s",
+                state.name,
+                number,
+                _Outcome(exc, result),
+                wait,
+            )
         if self.before_sleep is not None:
             self.before_sleep(AttemptRecord(number, elapsed, wait, exc, result, None, state.name))
         return wait

@@ -17,6 +17,8 @@ Three strategies, picked per call:
   next runs Python bytecode, so a blocking C call (``time.sleep(10)``, a socket read without
   its own timeout) is interrupted only when it returns to Python.  Give blocking I/O its own
   timeout (see :meth:`Deadline.remaining`) and use ``@timeout`` as the outer safety net.
+  Delivery also needs the GIL: usually within a millisecond or so of the deadline, but many
+  CPU-bound threads can delay the watchdog (and the target) by a few GIL switch intervals.
 
 Guarantees: once the decorated call has returned (normally or by raising), no late timeout
 can be raised in the caller — a pending injected exception is cancelled, and a pending
