@@ -53,7 +53,6 @@ from .connection import WebSocketManager
 from .errors import (
     ConnectionClosed,
     LocalProtocolError,
-    ProtocolError,
     TvConnectionError,
     TvError,
     TvTimeoutError,
@@ -306,59 +305,64 @@ class LiveConnection:
             if reason is not None:
                 return TvConnectionError(reason), got_data
             try:
-                message = manager.recv(self._poll)
+                message: str | None = manager.recv(self._poll)
             except TvTimeoutError:
-                now = clock()
-                if now - last_activity > self._stall_timeout:
-                    self._count("stalls")
-                    logger.warning(
-                        "live connection %d stalled: no data and no heartbeat for %.1f s",
-                        gen,
-                        now - last_activity,
-                    )
-                    return TvTimeoutError(
-                        f"stalled: nothing received for {now - last_activity:.1f} s"
-                    ), got_data
-                if self._idle_reconnect is not None and now - last_data > self._idle_reconnect:
-                    self._count("idle_reconnects")
-                    return TvTimeoutError(
-                        f"no data for {now - last_data:.1f} s (idle_reconnect)"
-                    ), got_data
-                if now >= next_token_check:
-                    next_token_check = now + self._token_check_interval
-                    if self._token_renewed(token):
-                        return self._renewed(), got_data
-                continue
+                message = None
             except TvConnectionError as exc:
                 reason = self._reconnect_reason
                 if reason is not None and isinstance(exc, ConnectionClosed) and exc.by_client:
                     return TvConnectionError(reason), got_data
                 return exc, got_data
             now = clock()
-            last_activity = now
-            try:
-                session.receive_message(message)
-            except ProtocolError as exc:
-                logger.warning("live connection %d: unusable message: %s", gen, exc)
-                return exc, got_data
-            except LocalProtocolError as exc:  # pragma: no cover - receiving after close
-                return TvConnectionError(f"session closed: {exc}"), got_data
-            try:
-                for echo in session.data_to_send():
-                    manager.send(echo)
-            except TvError as exc:
-                return exc, got_data
-            events = tuple(
-                e for e in session.events_received() if not isinstance(e, (Heartbeat, Hello))
-            )
-            if events:
-                got_data = True
-                last_data = now
-                self._post(Incoming(gen, events))
+            if message is not None:
+                last_activity = now
+                try:
+                    events = self._receive(session, message)
+                except TvError as exc:
+                    logger.warning("live connection %d: %s", gen, exc)
+                    return exc, got_data
+                if events:
+                    got_data = True
+                    last_data = now
+                    self._post(Incoming(gen, events))
+            # The timers run on every turn: heartbeats may come more often than the poll.
+            if now - last_activity > self._stall_timeout:
+                self._count("stalls")
+                logger.warning(
+                    "live connection %d stalled: no data and no heartbeat for %.1f s",
+                    gen,
+                    now - last_activity,
+                )
+                return TvTimeoutError(
+                    f"stalled: nothing received for {now - last_activity:.1f} s"
+                ), got_data
+            if self._idle_reconnect is not None and now - last_data > self._idle_reconnect:
+                self._count("idle_reconnects")
+                logger.warning(
+                    "live connection %d: no data for %.1f s (heartbeats only): reconnecting",
+                    gen,
+                    now - last_data,
+                )
+                return TvTimeoutError(
+                    f"no data for {now - last_data:.1f} s (idle_reconnect)"
+                ), got_data
             if now >= next_token_check:
                 next_token_check = now + self._token_check_interval
                 if self._token_renewed(token):
                     return self._renewed(), got_data
+
+    def _receive(self, session: ClientSession, message: str) -> tuple[Event, ...]:
+        """Parse ``message``, send the heartbeat echoes it calls for, return its data events.
+
+        Raises a ProtocolError for garbage, a TvError when an echo cannot be sent.
+        """
+        try:
+            session.receive_message(message)
+        except LocalProtocolError as exc:  # pragma: no cover - receiving after close
+            raise TvConnectionError(f"session closed: {exc}") from exc
+        for echo in session.data_to_send():
+            self._manager.send(echo)
+        return tuple(e for e in session.events_received() if not isinstance(e, (Heartbeat, Hello)))
 
     def _renewed(self) -> TvError:
         with self._lock:

@@ -17,10 +17,16 @@ import pandas as pd
 import pytest
 from test_client_support import assert_same_bars, client_config, no_new_threads
 
-from tvadapter import Interval, SymbolNotFoundError, TokenExpiredError, TvConnectionError
+from tvadapter import (
+    HandshakeForbidden,
+    Interval,
+    SymbolNotFoundError,
+    TokenExpiredError,
+    TvConnectionError,
+)
 from tvadapter._auth import Authenticator, Credentials
 from tvadapter.live import Consumer, LiveSettings, Seis, TvDatafeedLive
-from tvadapter.testing import Drop, FakeTradingView, Stall
+from tvadapter.testing import Drop, FakeTradingView, RejectHandshake, Stall
 
 Factory = Callable[..., FakeTradingView]
 
@@ -150,6 +156,40 @@ def test_a_quiet_market_is_not_an_error(fake_tv_factory: Factory) -> None:
         wait_until(lambda: len(rec) == 3)
         assert_matches_truth(tv, BTC, "1", rec)
         assert rec.times()[-1] == tv.bars(BTC, "1", 1)[0].time
+
+
+def test_idle_reconnect_recovers_from_a_freeze_with_heartbeats(fake_tv_factory: Factory) -> None:
+    """With idle_reconnect, data stopping while heartbeats go on (a freeze) means reconnect and
+    backfill; the bars still match the server's."""
+    faults = (Stall(after=12, heartbeats=True, attempts=1),)
+    with server(fake_tv_factory, bar_seconds=0.25, faults=faults) as tv:
+        with feed(tv, idle_reconnect=1.0) as live:
+            seis = live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute)
+            rec = Recorder()
+            seis.new_consumer(rec)
+            wait_until(lambda: live.live_stats().idle_reconnects >= 1)
+            mark = len(rec)
+            wait_until(lambda: len(rec) >= mark + 3)
+            stats = live.live_stats()
+        assert stats.stalls == 0 and stats.backfilled_bars >= 2
+        assert_matches_truth(tv, BTC, "1", rec)
+
+
+def test_a_forbidden_handshake_fails_new_seis_at_once(fake_tv_factory: Factory) -> None:
+    """A 403 on the upgrade (wrong Origin) is a configuration error: new_seis raises it."""
+    with server(fake_tv_factory, faults=(RejectHandshake(status=403),)) as tv:
+        with feed(tv) as live, pytest.raises(HandshakeForbidden):
+            live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute)
+
+
+def test_new_seis_returns_false_when_its_timeout_runs_out(fake_tv_factory: Factory) -> None:
+    """While the server refuses connections (503), new_seis(timeout) returns False, adds
+    nothing, and the feed still closes cleanly."""
+    with server(fake_tv_factory, faults=(RejectHandshake(status=503),)) as tv:
+        with no_new_threads(), feed(tv) as live:
+            assert live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute, 0.5) is False
+            assert live.list_seis() == []
+            assert live.live_stats().connections == 0
 
 
 def test_forming_bar_updates_are_opt_in(fake_tv_factory: Factory) -> None:
