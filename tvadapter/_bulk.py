@@ -558,10 +558,13 @@ class _Batch:
         now = _clock.monotonic  # real time even when a test injected ``clock``
         deadline = None if timeout is None else now() + timeout
         for thread in self.threads:
-            if deadline is None:
-                thread.join()
-            else:
-                thread.join(max(0.0, deadline - now()))
+            try:
+                if deadline is None:
+                    thread.join()
+                else:
+                    thread.join(max(0.0, deadline - now()))
+            except RuntimeError:  # never started: interrupted while starting the workers
+                continue
         return [t.name for t in self.threads if t.is_alive()]
 
     def _admit(self) -> float | None:

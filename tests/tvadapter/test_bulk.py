@@ -316,6 +316,23 @@ def test_keyboard_interrupt_cancels_cleanly() -> None:
     assert left == []
 
 
+def test_interrupt_while_starting_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the workers are being started still propagates as KeyboardInterrupt."""
+    real_start = _bulk._Batch.start
+
+    def start_one_then_interrupt(self: Any) -> None:
+        self.threads[0].start()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_bulk._Batch, "start", start_one_then_interrupt)
+    client = FakeClient(delay=0.01)
+    with pytest.raises(KeyboardInterrupt):
+        get_hist_many(client, [f"X:S{i}" for i in range(6)], max_concurrency=3, progress=False)
+    monkeypatch.setattr(_bulk._Batch, "start", real_start)
+    assert not any(t.name.startswith("tvadapter-bulk") and t.is_alive()
+                   for t in threading.enumerate())  # fmt: skip
+
+
 def test_interrupt_waits_at_most_cancel_timeout() -> None:
     """A request stuck in flight does not hold the interrupt longer than cancel_timeout."""
     client = FakeClient()
