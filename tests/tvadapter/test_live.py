@@ -26,7 +26,7 @@ from tvadapter import (
 )
 from tvadapter._auth import Authenticator, Credentials
 from tvadapter.live import Consumer, LiveSettings, Seis, TvDatafeedLive
-from tvadapter.testing import Drop, FakeTradingView, RejectHandshake, Stall
+from tvadapter.testing import Drop, FakeTradingView, Malformed, RejectHandshake, Stall
 
 Factory = Callable[..., FakeTradingView]
 
@@ -110,12 +110,13 @@ def server(factory: Factory, **options: Any) -> Iterator[FakeTradingView]:
 
 def test_closed_bars_match_the_server_across_a_drop_and_a_stall(fake_tv_factory: Factory) -> None:
     """Two consumers on one Seis and a second Seis get the server's closed bars, bar for bar,
-    across a 1006 drop, a stall (no data, no heartbeats) and a 1005 close: no gap, no
-    duplicate."""
+    across a 1006 drop, a stall (no data, no heartbeats), a 1005 close and a malformed
+    message: no gap, no duplicate."""
     faults = (
         Drop(after=24, attempts=1),
         Stall(after=16, attempts=2),
         Drop(after=20, code=1005, attempts=3),
+        Malformed(kind="bad_length", after=20, attempts=4),
     )
     with server(fake_tv_factory, bar_seconds=0.25, faults=faults) as tv, no_new_threads():
         with feed(tv, initial_bars=2) as live:
@@ -127,11 +128,11 @@ def test_closed_bars_match_the_server_across_a_drop_and_a_stall(fake_tv_factory:
             eth_rec = Recorder()
             eth = live.new_seis("ETHUSDT", "BINANCE", Interval.in_5_minute)
             eth.new_consumer(eth_rec)
-            wait_until(lambda: live.live_stats().connections >= 4)
+            wait_until(lambda: live.live_stats().connections >= 5)
             marks = len(one), len(two), len(eth_rec)
             wait_until(lambda: (len(one), len(two), len(eth_rec)) >= tuple(m + 4 for m in marks))
             stats = live.live_stats()
-        assert stats.stalls >= 1 and stats.connections_lost >= 3
+        assert stats.stalls >= 1 and stats.connections_lost >= 4
         assert stats.backfilled_bars >= 2 and stats.backfill_rounds >= 1
         assert stats.gaps == 0
         first = assert_matches_truth(tv, BTC, "1", one)
@@ -139,7 +140,7 @@ def test_closed_bars_match_the_server_across_a_drop_and_a_stall(fake_tv_factory:
         assert_matches_truth(tv, BTC, "1", two)
         assert_matches_truth(tv, ETH, "5", eth_rec)
         assert set(one.seis) == {btc} and one.threads == {"record_BTCUSDT_BINANCE_1"}
-        assert [r.status for r in tv.connection_log()][:4] == [101] * 4
+        assert [r.status for r in tv.connection_log()][:5] == [101] * 5
 
 
 def test_a_quiet_market_is_not_an_error(fake_tv_factory: Factory) -> None:
