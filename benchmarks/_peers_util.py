@@ -95,12 +95,26 @@ def quiet_gc() -> Iterator[None]:
             gc.enable()
 
 
-def interleaved(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Run every contender's ``measure()`` once per round, in turn; all samples per name."""
+def interleaved(
+    contenders: dict[str, Callable[[], float]],
+    rounds: int,
+    settle: Callable[[], object] | None = None,
+) -> dict[str, list[float]]:
+    """Run every contender's ``measure()`` once per round, in turn; all samples per name.
+
+    The order rotates from round to round, so no contender always follows the same one (a
+    peer's background thread - an expiry timer, a leak thread - finishing its work during the
+    next measurement would otherwise always hit the same victim).  ``settle()``, if given,
+    runs untimed after every sample (e.g. to drain such background work).
+    """
     samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, measure in contenders.items():
-            samples[name].append(measure())
+    names = list(contenders)
+    for number in range(rounds):
+        shift = number % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(contenders[name]())
+            if settle is not None:
+                settle()
     return samples
 
 

@@ -456,7 +456,9 @@ def hammer(fn: Callable[[], bool], nthreads: int, duration: float) -> tuple[int,
     return sum(c for c, _ in results), sum(g for _, g in results), elapsed
 
 
-def limiter_contenders() -> tuple[dict[str, Callable[[], bool]], list[Callable[[], None]]]:
+def limiter_contenders() -> tuple[
+    dict[str, Callable[[], bool]], list[Callable[[], None]], Callable[[], None]
+]:
     """name -> a zero-argument try-acquire; every limit is far above the achievable call
     rate, so every call is allowed and any refusal comes from the limiter's own locking."""
     from limits import RateLimitItemPerSecond, storage, strategies
@@ -487,29 +489,42 @@ def limiter_contenders() -> tuple[dict[str, Callable[[], bool]], list[Callable[[
         "limits sliding window counter": functools.partial(counter.hit, item, "counter"),
         "limits moving window": functools.partial(moving.hit, item, "moving"),
     }
-    closers: list[Callable[[], None]] = [pyrate_tb.close, pyrate_log.close]
-    timer = getattr(mem, "timer", None)
-    if timer is not None:
-        closers.append(timer.cancel)
-    return contenders, closers
+
+    def settle() -> None:
+        """Empty the peers' in-memory state and cancel limits' pending expiry timer, so that
+        their background threads have nothing left to do while the next contender runs."""
+        mem.reset()
+        timer = getattr(mem, "timer", None)
+        if timer is not None:
+            timer.cancel()
+            if timer.is_alive():
+                timer.join()
+        for bucket in pyrate_log.buckets():
+            bucket.flush()
+
+    closers: list[Callable[[], None]] = [pyrate_tb.close, pyrate_log.close, settle]
+    return contenders, closers, settle
 
 
 def bench_limiter(rounds: int, threaded_rounds: int, duration: float) -> None:
     progress("limiter try_acquire")
-    contenders, closers = limiter_contenders()
+    contenders, closers, settle = limiter_contenders()
     try:
         one: dict[str, Callable[[], float]] = {}
         for name, fn in contenders.items():
             n = calibrate(lambda k, fn=fn: per_call_ns(fn, k))
             one[name] = lambda fn=fn, n=n: per_call_ns(fn, n)
         with quiet_gc():
-            single = interleaved(one, rounds)
+            single = interleaved(one, rounds, settle)
         progress("limiter try_acquire, 8 threads")
         multi: dict[str, list[tuple[int, int, float]]] = {name: [] for name in contenders}
         with quiet_gc():
-            for _ in range(threaded_rounds):
-                for name, fn in contenders.items():
-                    multi[name].append(hammer(fn, 8, duration))
+            names = list(contenders)
+            for number in range(threaded_rounds):
+                shift = number % len(names)
+                for name in names[shift:] + names[:shift]:
+                    multi[name].append(hammer(contenders[name], 8, duration))
+                    settle()
     finally:
         for close in closers:
             with contextlib.suppress(Exception):
@@ -559,8 +574,10 @@ def bench_limiter(rounds: int, threaded_rounds: int, duration: float) -> None:
         "> Limits: ours 1e9/s with a burst of 1e6; pyrate-limiter `Rate(10**9/s, burst=10**6)` "
         "(token bucket) and `Rate(10**6 per 100 ms)` (its default log bucket), both through "
         "`Limiter.try_acquire(blocking=False)`; limits `10**9 per second` on `MemoryStorage` "
-        "(`hit`).  No call is refused by the rate, so *granted / allowed* below 100 % means "
-        "refusals caused by lock contention.  limits' moving window keeps one entry per hit "
+        "(`hit`); the peers' in-memory state is emptied between samples (untimed) so that "
+        "their expiry/leak threads do not run during another contender's sample.  No call is "
+        "refused by the rate, so *granted / allowed* below 100 % means refusals caused by lock "
+        "contention.  limits' moving window keeps one entry per hit "
         "in a list (insertion cost grows with the hits of the last second)."
     )
     emit()
