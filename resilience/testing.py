@@ -58,5 +58,15 @@ class FakeClock:
 
 # -- retry waits switch (like stamina's testing mode): retries happen, waits are zero --------
 from ._retry_engine import no_retry_waits, set_retry_waits  # noqa: E402
+from .timeout import _stop_watchdog  # noqa: E402
 
-__all__ += ["no_retry_waits", "set_retry_waits"]
+__all__ += ["no_retry_waits", "set_retry_waits", "stop_timeout_watchdog"]
+
+
+def stop_timeout_watchdog(timeout: float = 5.0) -> None:
+    """Stop the ``@timeout`` watchdog thread now (it restarts on demand).
+
+    For test suites that check no thread outlives a test; call it when no timed call runs.
+    Otherwise the watchdog exits by itself after ``WATCHDOG_IDLE_SECONDS`` without work.
+    """
+    _stop_watchdog(timeout)

@@ -59,7 +59,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 #: The watchdog thread exits after this many seconds with no armed deadline.
-WATCHDOG_IDLE_SECONDS = 2.0
+WATCHDOG_IDLE_SECONDS = 1.0
 # A signal that arrives this much before our deadline is not ours (someone else's SIGALRM).
 _EARLY_SIGNAL_SLACK = 0.005
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from resilience import Deadline, DeadlineExceeded, timeout
-from resilience.testing import FakeClock
+from resilience.testing import FakeClock, stop_timeout_watchdog
 
 # `resilience.timeout` the attribute is the decorator; the module is reached by name.
 timeout_module = importlib.import_module("resilience.timeout")
@@ -30,7 +30,7 @@ needs_sigalrm = pytest.mark.skipif(not HAS_SIGALRM, reason="needs SIGALRM/setiti
 def _no_watchdog_left() -> Iterator[None]:
     """Stop the watchdog thread after each test so no thread outlives it."""
     yield
-    timeout_module._stop_watchdog()
+    stop_timeout_watchdog()
     assert not [t for t in threading.enumerate() if t.name == "resilience-timeout-watchdog"]
 
 
@@ -562,3 +562,21 @@ def test_async_timeouts_run_concurrently() -> None:
 
     first, second = asyncio.run(main())
     assert isinstance(first, DeadlineExceeded) and second == "ok"
+
+
+def test_watchdog_thread_exits_by_itself_when_idle() -> None:
+    """After WATCHDOG_IDLE_SECONDS without work the watchdog thread ends on its own."""
+
+    @timeout(1.0)
+    def quick() -> int:
+        return 1
+
+    assert in_thread(quick) == 1
+    assert any(t.name == "resilience-timeout-watchdog" for t in threading.enumerate())
+    deadline = time.monotonic() + timeout_module.WATCHDOG_IDLE_SECONDS + 3.0
+    while time.monotonic() < deadline:
+        if not any(t.name == "resilience-timeout-watchdog" for t in threading.enumerate()):
+            break
+        time.sleep(0.05)
+    assert not any(t.name == "resilience-timeout-watchdog" for t in threading.enumerate())
+    assert in_thread(quick) == 1  # and starts again on demand
