@@ -261,6 +261,27 @@ class MemoryEngine:
     # -- outcomes -----------------------------------------------------------------------------
 
     def record(self, token: object, outcome: int, duration: float) -> None:
+        if (
+            outcome == SUCCESS
+            and token == NORMAL
+            and self._state is _CLOSED
+            and not self._failures
+            and duration < self._slow_limit
+        ):
+            # Lock-free exits for the healthy case.  Count mode: nothing to reset.  Window:
+            # a plain success replacing a plain success in a full ring only moves the ring's
+            # position (no count changes, no rule can fire).  Concurrent moves may be lost,
+            # keeping a slightly older success in place of a newer one; the failure and slow
+            # counts are always exact because only the locked path below writes slots.
+            window = self._window
+            if window is None:
+                return
+            if self._n == self._size:
+                pos = self._pos
+                if not window[pos]:
+                    pos += 1
+                    self._pos = 0 if pos == self._size else pos
+                    return
         transition = None
         with self._lock:
             state = self._state

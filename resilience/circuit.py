@@ -549,16 +549,38 @@ class CircuitBreaker:
         if not callable(func):
             raise TypeError(f"CircuitBreaker decorates callables, got {func!r}")
         engine = self._mem
+        slow_path = self._call_slow
+        is_failure = self._is_failure
         if engine is None:
-            slow = self._call_slow
+            memory = self._engine
+            if not isinstance(memory, MemoryEngine):
+
+                @functools.wraps(func)
+                def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+                    return slow_path(func, args, kwargs)
+
+                return guarded
+
+            # In-memory rate / slow-call modes: no permit object, one record per call (which
+            # exits without the lock in the healthy case).
+            clock = self._clock
+            timed = self._timed
 
             @functools.wraps(func)
-            def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-                return slow(func, args, kwargs)
+            def windowed(*args: P.args, **kwargs: P.kwargs) -> R:
+                if memory._state is not _CLOSED:
+                    return slow_path(func, args, kwargs)
+                start = clock() if timed else 0.0
+                try:
+                    result = func(*args, **kwargs)
+                except BaseException as exc:
+                    outcome = FAILURE if is_failure(exc) else IGNORED
+                    memory.record(NORMAL, outcome, clock() - start if timed else 0.0)
+                    raise
+                memory.record(NORMAL, SUCCESS, clock() - start if timed else 0.0)
+                return result
 
-            return guarded
-
-        is_failure = self._is_failure
+            return windowed
 
         @functools.wraps(func)
         def fast(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -573,7 +595,6 @@ class CircuitBreaker:
                 engine.record(NORMAL, SUCCESS, 0.0)
             return result
 
-        slow_path = self._call_slow
         return fast
 
     def _decorate_async(

@@ -224,6 +224,38 @@ def test_slow_calls_open_the_breaker() -> None:
     assert breaker.failure_count == 0  # no failure was involved
 
 
+def test_decorated_rate_and_slow_modes() -> None:
+    """The decorator's in-memory window path counts failures, slow calls and rejects when open."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        failure_rate_threshold=0.5,
+        window_size=4,
+        minimum_calls=4,
+        slow_call_duration=1.0,
+        slow_call_rate_threshold=0.75,
+        clock=clock,
+    )
+
+    @breaker
+    def work(seconds: float, ok: bool = True) -> str:
+        clock.advance(seconds)
+        if not ok:
+            raise Boom
+        return "done"
+
+    for _ in range(6):
+        assert work(0.0) == "done"  # a full window of plain successes
+    assert work(2.0) == "done"
+    assert work(2.0) == "done"
+    with pytest.raises(Boom):
+        work(0.0, ok=False)
+    assert breaker.state is CLOSED and breaker.failure_count == 1  # 2/4 slow, 1/4 failed
+    assert work(1.0) == "done"  # 3/4 slow
+    assert breaker.state is OPEN
+    with pytest.raises(CircuitOpenError):
+        work(0.0)
+
+
 def test_slow_probe_reopens() -> None:
     """A half-open probe that succeeds slowly counts as a failed probe."""
     clock = FakeClock()
@@ -631,6 +663,32 @@ def test_threads_hammering_rate_mode_lose_no_outcome() -> None:
     for t in threads:
         t.join(30)
     assert breaker.failure_count == 8 * per_thread // 4
+    assert breaker.state is CLOSED
+
+
+def test_threads_on_a_full_window_keep_counts_equal_to_the_slots() -> None:
+    """8 threads on a full ring (lock-free success moves): the counts match the slots exactly."""
+    breaker = CircuitBreaker(failure_rate_threshold=1.0, window_size=50, minimum_calls=50)
+    engine = breaker._engine
+    guarded_fail, guarded_ok = breaker(fail), breaker(ok)
+
+    def worker(k: int) -> None:
+        for i in range(2000):
+            if (i * 7 + k) % 5 == 0:
+                with pytest.raises(Boom):
+                    guarded_fail()
+            else:
+                guarded_ok()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    window = engine._window  # type: ignore[attr-defined]
+    assert engine._n == 50  # type: ignore[attr-defined]
+    assert breaker.failure_count == sum(code & 1 for code in window)
+    assert 0 < breaker.failure_count < 50
     assert breaker.state is CLOSED
 
 
