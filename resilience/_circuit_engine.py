@@ -137,9 +137,10 @@ def _rejection(name: str, state: CircuitState, retry_after: float) -> CircuitOpe
 class MemoryEngine:
     """In-process breaker state.  Thread-safe.
 
-    The closed-state success path of a count-mode breaker reads ``_state`` and ``_failures``
-    without the lock (plain attribute reads are atomic in CPython); every write happens under
-    ``_lock``, which is never held while user code or listeners run.
+    The closed-state success path reads ``_state`` and ``_failures`` without the lock (plain
+    attribute reads are atomic in CPython).  Every write happens under ``_lock`` except one:
+    in a full rate window, a success replacing a success only moves the ring position, without
+    the lock (see :meth:`record`).  ``_lock`` is never held while user code or listeners run.
     """
 
     __slots__ = (

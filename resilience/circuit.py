@@ -267,8 +267,11 @@ class CircuitBreaker:
     Thread-safety: one breaker may be shared by any number of threads and asyncio tasks.  No
     lock is held while the protected call or a listener runs, so calls through a closed
     breaker run concurrently.  The closed-state success path of the in-memory count mode takes
-    no lock at all (one attribute read, plus a locked counter reset only after a failure).
-    Outcomes of concurrent calls are applied in the order they finish.  Listeners run in the
+    no lock at all (one attribute read, plus a locked counter reset only after a failure); in
+    rate / slow-call mode a success that replaces a success in a full window takes none
+    either (concurrent ones may then keep a slightly older success in the window; the
+    failure and slow counts stay exact).  Failures, window changes and transitions take a
+    short lock.  Outcomes of concurrent calls are applied in the order they finish.  Listeners run in the
     thread whose call caused the transition, after the state changed; an exception raised by
     a listener is logged and does not reach the caller.
     """
