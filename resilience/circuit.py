@@ -271,9 +271,9 @@ class CircuitBreaker:
     rate / slow-call mode a success that replaces a success in a full window takes none
     either (concurrent ones may then keep a slightly older success in the window; the
     failure and slow counts stay exact).  Failures, window changes and transitions take a
-    short lock.  Outcomes of concurrent calls are applied in the order they finish.  Listeners run in the
-    thread whose call caused the transition, after the state changed; an exception raised by
-    a listener is logged and does not reach the caller.
+    short lock.  Outcomes of concurrent calls are applied in the order they finish.
+    Listeners run in the thread whose call caused the transition, after the state changed;
+    an exception raised by a listener is logged and does not reach the caller.
     """
 
     def __init__(
