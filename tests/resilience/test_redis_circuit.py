@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -339,6 +341,27 @@ def test_outage_local_fallback_then_shared_state_again(redis_process: Any) -> No
     trip(breaker, 2)
     with pytest.raises(CircuitOpenError):
         other.call(ok)
+
+
+@pytest.mark.slow
+def test_frozen_redis_never_hangs_a_caller(redis_process: Any) -> None:
+    """A Redis that stops answering (SIGSTOP) costs a bounded wait, then the fail mode applies."""
+    server = redis_process()
+    closed = CircuitBreaker(2, 60.0, store=outage_store(server.url, "closed"), name=unique())
+    local = CircuitBreaker(2, 60.0, store=outage_store(server.url, "local"), name=unique())
+    assert closed.call(ok) == "ok" and local.call(ok) == "ok"
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            closed.call(ok)
+        assert local.call(ok) == "ok"  # the local breaker answers
+        assert time.monotonic() - started < 5.0  # socket timeouts (0.25 s each), no hang
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    wait_until(lambda: redis_answers(closed))
+    assert closed.call(ok) == "ok"
 
 
 # --------------------------------------------------------------------------------------------
