@@ -306,11 +306,11 @@ class Consumer(threading.Thread):
             try:
                 function(self.seis, frame)
             except Exception as exc:
-                self.errors += 1
-                self.last_error = exc
                 logger.exception(
                     "consumer %s: the callback raised; it keeps receiving bars", self.name
                 )
+                self.last_error = exc
+                self.errors += 1
 
 
 @dataclass(eq=False)
