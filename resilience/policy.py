@@ -267,21 +267,31 @@ class Policy:
         return cast(R, await self._async_chain(func, *args, **kwargs))
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
-        """Decorate a function or coroutine function; the wrapper keeps its signature."""
+        """Decorate a function or coroutine function; the wrapper keeps its signature.
+
+        The retry layer wraps a per-function attempt, so its logs and hook records carry the
+        decorated function's name.
+        """
         if not callable(func):
             raise TypeError(f"Policy decorates callables, got {func!r}")
+        chain: Callable[..., Any]
         if _is_async(func):
-            chain_async = self._async_chain
+            attempt_async = self._attempt_async
+            afunc = cast(Callable[..., Awaitable[Any]], func)
 
             @functools.wraps(func)
-            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await chain_async(func, *args, **kwargs)
+            async def one_attempt_async(*args: Any, **kwargs: Any) -> Any:
+                return await attempt_async(afunc, *args, **kwargs)
 
-            return cast(Callable[P, R], guarded_async)
-        chain = self._sync_chain
+            chain = one_attempt_async
+        else:
+            attempt = self._attempt
 
-        @functools.wraps(func)
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            return cast(R, chain(func, *args, **kwargs))
+            @functools.wraps(func)
+            def one_attempt(*args: Any, **kwargs: Any) -> Any:
+                return attempt(func, *args, **kwargs)
 
-        return guarded
+            chain = one_attempt
+        if self._retry is not None:
+            chain = self._retry(chain)
+        return cast(Callable[P, R], chain)

@@ -265,6 +265,21 @@ def test_decorator_keeps_signature_sync_and_async() -> None:
     assert asyncio.run(aadd(1, b=5)) == 6
 
 
+def test_retry_records_name_the_decorated_function() -> None:
+    """With @policy, the retry hooks see the decorated function's name."""
+    clock = FakeClock()
+    records: list[AttemptRecord] = []
+    policy = Policy(retry=fake_retry(clock, records, attempts=2, backoff=NO_WAIT))
+
+    @policy
+    def fetch_bars() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        fetch_bars()
+    assert records and records[0].name.endswith("fetch_bars")
+
+
 def test_empty_policy_just_calls() -> None:
     """A Policy with no parts calls the function and lets its exceptions through unchanged."""
     policy = Policy()
