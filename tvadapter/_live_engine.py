@@ -615,10 +615,10 @@ class LiveEngine:
                 sub.resolution,
                 tracker.backfilled - backfilled,
             )
-        if not sub.confirmed:
+        self._deliver(sub, emits)
+        if not sub.confirmed:  # after delivering: consumers added next start with the next bar
             sub.resolve(None)
             logger.info("live: subscribed to %s %s", sub.symbol, sub.resolution)
-        self._deliver(sub, emits)
 
     def _fail(self, sub: Subscription, error: BaseException) -> None:
         self._add("series_failures")
