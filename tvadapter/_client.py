@@ -112,7 +112,11 @@ CLOSE_JOIN_TIMEOUT = 5.0
 @dataclass(eq=False)
 class _Shared:
     """State shared by the client, its finalizer and its callbacks (never the client itself,
-    so that the reader thread does not keep the client alive)."""
+    so that the reader thread does not keep the client alive).
+
+    Thread-safe by discipline: ``router``, ``token``, ``connecting`` and ``closed`` are read
+    and written only under ``cond``.
+    """
 
     manager: WebSocketManager
     metrics: MetricsRecorder
@@ -125,7 +129,7 @@ class _Shared:
 
 @dataclass(frozen=True, slots=True)
 class _Query:
-    """One get_hist request, validated."""
+    """One get_hist request, validated.  Immutable."""
 
     symbol: str
     resolution: str

@@ -41,7 +41,7 @@ class ClientMetrics:
     Window statistics (the last ``window`` seconds): ``p50``/``p90``/``p99``/``max_latency``
     (seconds per ``get_hist`` call, None before any), ``error_rate`` and
     ``recent_errors_by_kind`` (calls that failed, per error class name).
-    ``circuit_state`` is the breaker's state now.
+    ``circuit_state`` is the breaker's state now.  Immutable.
     """
 
     requests: int = 0

@@ -175,6 +175,7 @@ class HistoryResult:
 
     ``exhausted`` is True when the server had fewer bars than asked (history ended or the plan
     cap was reached); ``data_completed`` is the server's last word on that, if any.
+    Immutable (do not write into ``data``); safe to share between threads.
     """
 
     symbol: str

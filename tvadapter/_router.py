@@ -137,6 +137,9 @@ class Router:
     ``manager`` must be connected; the router reads only from the connection whose
     ``connection_id`` it saw when created.  ``clock`` stamps :attr:`last_data_at`.
     ``on_lost`` is called once (in the reader thread, no lock held) when the connection ends.
+
+    Thread-safe: register/unregister/send/stop/claim_loss from any thread; the lock guards the
+    table of pending requests only and is never held during I/O or parsing.
     """
 
     def __init__(

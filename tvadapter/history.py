@@ -107,6 +107,7 @@ class _Arrow:
     Single-threaded (``use_threads=False``: no thread pool is started), strict (no null
     spellings: a non-number or an empty field fails the read) and correctly rounded (Arrow
     parses floats with fast_float).  Every row must have the same number of fields.
+    Immutable after construction; safe to use from several threads at once.
     """
 
     def __init__(self) -> None:
