@@ -486,8 +486,10 @@ class CircuitBreaker:
         return self._call_slow(func, args, kwargs)
 
     def _call_slow(self, func: Callable[..., R], args: Any, kwargs: Any) -> R:
+        return self._call_admitted(self._engine.acquire(), func, args, kwargs)
+
+    def _call_admitted(self, token: object, func: Callable[..., R], args: Any, kwargs: Any) -> R:
         engine = self._engine
-        token = engine.acquire()
         timed = self._timed
         clock = self._clock
         start = clock() if timed else 0.0
@@ -553,6 +555,8 @@ class CircuitBreaker:
             raise TypeError(f"CircuitBreaker decorates callables, got {func!r}")
         engine = self._mem
         slow_path = self._call_slow
+        admitted = self._call_admitted
+        acquire = self._engine.acquire
         is_failure = self._is_failure
         if engine is None:
             memory = self._engine
@@ -572,7 +576,7 @@ class CircuitBreaker:
             @functools.wraps(func)
             def windowed(*args: P.args, **kwargs: P.kwargs) -> R:
                 if memory._state is not _CLOSED:
-                    return slow_path(func, args, kwargs)
+                    return admitted(acquire(), func, args, kwargs)
                 start = clock() if timed else 0.0
                 try:
                     result = func(*args, **kwargs)
@@ -588,7 +592,7 @@ class CircuitBreaker:
         @functools.wraps(func)
         def fast(*args: P.args, **kwargs: P.kwargs) -> R:
             if engine._state is not _CLOSED:
-                return slow_path(func, args, kwargs)
+                return admitted(acquire(), func, args, kwargs)
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
