@@ -360,6 +360,16 @@ class TvDatafeed:
                 symbol, exchange, interval, n_bars, fut_contract, extended_session, start, end
             )
             result = self._get_hist(query, timeout)
+            if result.exhausted and query.start is None:
+                logger.info(
+                    "%s: %d of %d bars (%s)",
+                    query.symbol,
+                    len(result),
+                    query.n_bars,
+                    "the plan's bar cap was reached"
+                    if result.data_completed == "limit"
+                    else "no older history",
+                )
             frame = result_frame(result, copy=False)  # the result is dropped
             self._metrics.add("bars_received", len(frame))
             return frame

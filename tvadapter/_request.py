@@ -81,6 +81,7 @@ from .errors import (
     TvError,
     TvTimeoutError,
 )
+from .interval import seconds_per_bar
 from .protocol import (
     Bar,
     CriticalErrorEvent,
@@ -118,6 +119,14 @@ DEFAULT_ROUND_SIZE = 5_000
 _SPARE_ROUNDS = 3
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def _bar_seconds(resolution: str) -> int:
+    """Nominal bar length of a resolution code (60 s when it cannot be read)."""
+    try:
+        return max(1, seconds_per_bar(resolution))
+    except ValueError:
+        return 60
 
 
 class HeartbeatOnlySession(TokenExpiredError):
@@ -259,7 +268,11 @@ class HistoryRequest:
         self.error: TvError | None = None
         self.symbol_info: Mapping[str, Any] | None = None
         self.rounds = 0
-        self.max_rounds = -(-n_bars // round_size) + _SPARE_ROUNDS
+        expected = n_bars
+        if start is not None and end is not None:
+            # At most one bar per nominal bar length in the range (fewer on closed days).
+            expected = math.ceil((end - start) / _bar_seconds(resolution)) + 1
+        self.max_rounds = -(-expected // round_size) + _SPARE_ROUNDS
         self._bars: FloatArray = np.empty((0, 7), dtype=np.float64)
         self._round_blocks: list[FloatArray] = []
         self._round_open = False

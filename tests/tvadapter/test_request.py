@@ -496,3 +496,20 @@ def test_pagination_against_a_model_server(
     expected = history[-n_bars:] if n_bars <= total else history
     assert list(req.result().times) == expected
     assert req.result().exhausted == (n_bars > total)
+
+
+def test_long_range_may_take_many_rounds() -> None:
+    """A range spanning many rounds is not cut short by the round cap meant for n_bars."""
+    times = days(60)
+    req = new_request(start=times[0], end=times[-1], round_size=5)
+    req.start(0.0)
+    feed(req, "timescale_update", timescale(times[-5:]))
+    sent = feed(req, "series_completed", completed())
+    served = 5
+    while sent:
+        chunk = times[-served - 5 : -served]
+        feed(req, "timescale_update", timescale(chunk, first_index=-5))
+        served += 5
+        sent = feed(req, "series_completed", completed())
+    assert list(req.result().times) == times
+    assert req.result().rounds == 12
