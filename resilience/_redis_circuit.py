@@ -243,7 +243,7 @@ return old
 """
 )
 
-# Reply: {state, failures, window failures, opened_at}.
+# Reply: {state, failures, window failures}.
 _READ = LuaScript(
     """
 return redis.call('HMGET', KEYS[1], 'state', 'failures', 'wf')
