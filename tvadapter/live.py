@@ -52,6 +52,14 @@ Frames: one row, tvDatafeed's columns (``symbol``, ``open``, ``high``, ``low``, 
 ``volume``), index ``datetime`` -- the bar's open time, timezone-aware UTC (see
 :mod:`tvadapter.history`).  A subscription delivers the bars that close after it started; the
 bar forming at that moment is the first one delivered.
+
+Limits: bars older than the server will serve (its per-plan cap) cannot be backfilled; such a
+reload is logged and counted in ``live_stats().gaps``.  Heartbeats mean "alive": a socket that
+keeps sending heartbeats but no data (the "freeze" of PROTOCOL.md §18) is replaced only with
+``idle_reconnect=<seconds>`` (off by default: a closed market looks the same; with it, the
+reconnect is lossless thanks to the backfill).  A series the server refuses after it was
+accepted (e.g. on a reconnect) is retried with backoff, never dropped.  Call :meth:`close`:
+the feed's threads keep a reference to it, so it is not garbage-collected while open.
 """
 
 from __future__ import annotations

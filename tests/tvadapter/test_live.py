@@ -86,8 +86,8 @@ def assert_matches_truth(tv: FakeTradingView, symbol: str, res: str, rec: Record
 
 
 def feed(tv: FakeTradingView, **options: Any) -> TvDatafeedLive:
-    """A live feed on ``tv`` with short timeouts."""
-    options.setdefault("stall_timeout", 1.0)
+    """A live feed on ``tv`` with short timeouts (a stall takes 3 s: machines are noisy)."""
+    options.setdefault("stall_timeout", 3.0)
     options.setdefault("setup_timeout", 3.0)
     return TvDatafeedLive(config=client_config(tv, max_retry_delay=0.3), **options)
 
@@ -119,7 +119,7 @@ def test_closed_bars_match_the_server_across_a_drop_and_a_stall(fake_tv_factory:
         Malformed(kind="bad_length", after=20, attempts=4),
     )
     with server(fake_tv_factory, bar_seconds=0.25, faults=faults) as tv, no_new_threads():
-        with feed(tv, initial_bars=2) as live:
+        with feed(tv, initial_bars=2, stall_timeout=1.0) as live:
             before = tv.history_depth(BTC, "1")
             btc = live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute)
             one, two = Recorder(), Recorder()
@@ -145,11 +145,11 @@ def test_closed_bars_match_the_server_across_a_drop_and_a_stall(fake_tv_factory:
 
 def test_a_quiet_market_is_not_an_error(fake_tv_factory: Factory) -> None:
     """No bars for many stall timeouts, heartbeats only: no reconnect, then bars flow again."""
-    with server(fake_tv_factory) as tv, feed(tv, stall_timeout=1.0) as live:
+    with server(fake_tv_factory) as tv, feed(tv, stall_timeout=1.5) as live:
         seis = live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute)
         rec = Recorder()
         seis.new_consumer(rec)
-        time.sleep(2.5)  # well past the stall timeout without a single data message
+        time.sleep(3.0)  # twice the stall timeout without a single data message
         stats = live.live_stats()
         assert stats.connections == 1 and stats.connections_lost == 0 and stats.connected
         assert len(rec) == 0
@@ -306,7 +306,7 @@ def test_token_renewal_replaces_the_connection_without_losing_bars(
     with server(fake_tv_factory, users={"alice": "secret"}, token_lifetime=2) as tv:
         # Tokens live 2 s; the authenticator renews them in their second half.
         settings = LiveSettings(
-            stall_timeout=1.0, setup_timeout=3.0, token_margin=300, token_check_interval=0.3
+            stall_timeout=3.0, setup_timeout=3.0, token_margin=300, token_check_interval=0.3
         )
         with feed(tv, username="alice", password="secret", live_settings=settings) as live:
             auth = live.authenticator
