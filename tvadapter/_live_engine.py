@@ -344,6 +344,11 @@ class LiveEngine:
         """The engine and connection threads."""
         return self._thread, self._conn.thread
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
     def start(self) -> None:
         """Start both threads (the connection opens at once)."""
         self._thread.start()
@@ -354,6 +359,8 @@ class LiveEngine:
         if self._closed:
             raise TvConnectionError("the live feed is closed")
         self._inbox.put(_Subscribe(sub))
+        if self.closed and not self._thread.is_alive():  # close() won the race
+            sub.resolve(TvConnectionError("the live feed is closed"))
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Remove ``sub`` (its chart session is deleted; idempotent)."""
@@ -423,6 +430,13 @@ class LiveEngine:
             closed = TvConnectionError("the live feed is closed")
             for sub in self._subs:
                 sub.resolve(closed)
+            while True:  # subscriptions posted while closing: nobody will serve them
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Subscribe):
+                    item.sub.resolve(closed)
 
     def _handle(self, item: _Item) -> None:
         if isinstance(item, Incoming):

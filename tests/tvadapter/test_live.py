@@ -193,6 +193,20 @@ def test_new_seis_returns_false_when_its_timeout_runs_out(fake_tv_factory: Facto
             assert live.live_stats().connections == 0
 
 
+def test_close_wakes_a_waiting_new_seis(fake_tv_factory: Factory) -> None:
+    """close() from another thread makes a new_seis that waits for a connection raise at once."""
+    with server(fake_tv_factory, faults=(RejectHandshake(status=503),)) as tv:
+        live = feed(tv)
+        closer = threading.Timer(0.3, live.close)
+        closer.start()
+        started = time.monotonic()
+        with pytest.raises(TvConnectionError, match="closed"):
+            live.new_seis("BTCUSDT", "BINANCE", Interval.in_1_minute)
+        assert time.monotonic() - started < 10
+        closer.join(10)
+        assert live_threads() == []
+
+
 def test_forming_bar_updates_are_opt_in(fake_tv_factory: Factory) -> None:
     """Only a consumer with on_update gets forming-bar frames, each equal to the server's."""
     with server(fake_tv_factory, updates_per_bar=3) as tv, feed(tv) as live:
