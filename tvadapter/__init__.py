@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import errors
+from ._bulk import BulkItem, BulkResult, HistRequest
 from ._client import TvDatafeed
 from ._metrics import ClientMetrics
 from .config import NetworkConfig
@@ -18,3 +19,4 @@ __all__ += errors.__all__
 __all__ += ["NetworkConfig", "WebSocketManager"]
 __all__ += ["ClientMetrics", "Interval", "TvDatafeed"]
 __all__ += ["Consumer", "Seis", "TvDatafeedLive"]
+__all__ += ["BulkItem", "BulkResult", "HistRequest"]
