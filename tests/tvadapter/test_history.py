@@ -296,3 +296,21 @@ def test_result_frame_uses_result_symbol() -> None:
     )
     assert result_frame(result)["symbol"].iloc[0] == "BINANCE:BTCUSDT"
     assert isinstance(SeriesBars("cs", "s1", None, rows).data, np.ndarray)
+
+
+def test_fast_and_public_frame_constructors_agree() -> None:
+    """The internal array-to-frame constructor and the public one give identical frames."""
+    from tvadapter.history import _assemble, _assemble_public
+
+    rows = np.array(
+        [[0, 1_600_000_000.0, 1, 2, 0.5, 1.5, 10], [1, 1_600_086_400.0, 2, 3, 1, 2, np.nan]]
+    )
+    frame = bars_frame("NSE:TEST", rows)
+    index = frame.index
+    columns = [frame[name].to_numpy() for name in FRAME_COLUMNS]
+    fast_frame = _assemble(index, columns)
+    public_frame = _assemble_public(index, columns)
+    pd.testing.assert_frame_equal(fast_frame, public_frame, check_exact=True)
+    pd.testing.assert_frame_equal(frame, public_frame, check_exact=True)
+    assert list(public_frame.columns) == list(FRAME_COLUMNS)
+    assert public_frame["symbol"].dtype == object
