@@ -58,7 +58,10 @@ def bounds(b: Backoff, n: int) -> tuple[float, float]:
         return e / 2, e
     if b.jitter is Jitter.PROPORTIONAL:
         return e * (1 - b.spread), min(e * (1 + b.spread), b.cap)
-    upper = b.cap if b.base == 0 else min(b.cap, b.base * 3.0 ** min(n, 600))
+    if b.base == 0:
+        return 0.0, 0.0
+    log_upper = math.log(b.base) + n * math.log(3.0)
+    upper = b.cap if log_upper >= math.log(b.cap) else math.exp(log_upper)
     return b.base, upper
 
 
