@@ -224,6 +224,7 @@ def test_forming_bar_updates_are_opt_in(fake_tv_factory: Factory) -> None:
         assert_same_bars(closed.frames[0], tv.bars(BTC, "1", 1), BTC)
         assert_same_bars(plain.frames[0], tv.bars(BTC, "1", 1), BTC)
         assert_same_bars(forming.frames[-1], [tv.forming_bar(BTC, "1")], BTC)
+        assert tv.connection_attempts == 1  # streamed: no socket per bar (tvDatafeed polled)
 
 
 # -- errors and isolation --------------------------------------------------------------------
