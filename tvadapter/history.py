@@ -76,11 +76,10 @@ _HEAD = re.compile(r'\{"m":"timescale_update","p":\["([^"\\]*)",')
 _FIRST_SERIES = re.compile(r'\{"([^"\\]*)":\{(?:"node":"[^"\\]*",)?"s":\[')
 # Reducing the bar text to CSV with one bytes.translate: the characters of '{"i":', '"v":' and
 # '}' are deleted, '[' becomes ',' and ']' ends a line, so '[{"i":0,"v":[t,o,h,l,c,v]},{"i":1,...'
-# becomes ',0,,t,o,h,l,c,v\n,1,,...'.  A well-formed bar loses exactly 10 characters, 4 of
-# them quotes.
+# becomes ',0,,t,o,h,l,c,v\n,1,,...'.  A well-formed bar loses exactly 10 characters; a string,
+# an extra key or an object anywhere would lose more (its quotes and braces at least).
 _DELETED = b'{}"iv:'
 _PER_BAR_DELETED = 10
-_PER_BAR_QUOTES = 4
 _TO_CSV = bytes.maketrans(b"[]", b",\n")
 # Letters of true/false/null: a CSV reader would turn the first two into 1.0/0.0.  Any other
 # non-numeric text makes the readers fail.
@@ -183,8 +182,9 @@ def _bars_from_text(text: str) -> FloatArray | None:
     The text is reduced to CSV with one ``bytes.translate`` (see ``_DELETED``), then checked:
     the readers accept only numbers where numbers belong and nothing where the reduction left
     empty fields (so no strings, objects, literals or extra keys survived); every line has the
-    same number of fields (so no bar's fields shifted into another); exactly 10 characters and
-    4 quotes were removed per bar (so nothing else was deleted); and each ``i`` is an integer.
+    same number of fields (so no bar's fields shifted into another); exactly 10 characters were
+    removed per bar (so nothing else was deleted: no string, key or object, whose quotes and
+    braces would count); and each ``i`` is an integer.
     """
     if not (text.startswith('[{"i":') and text.endswith("]}") and text.isascii()):
         return None
@@ -195,8 +195,7 @@ def _bars_from_text(text: str) -> FloatArray | None:
     data = _numbers(csv)
     if data is None or data.ndim != 2 or data.shape[1] != len(COLUMNS):
         return None
-    rows = data.shape[0]
-    if len(raw) - len(csv) != _PER_BAR_DELETED * rows or raw.count(b'"') != _PER_BAR_QUOTES * rows:
+    if len(raw) - len(csv) != _PER_BAR_DELETED * data.shape[0]:
         return None
     head = data[:, : len(COLUMNS) - 1]
     if np.isnan(head).any() or not np.array_equal(data[:, 0], np.floor(data[:, 0])):

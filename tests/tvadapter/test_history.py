@@ -155,6 +155,10 @@ def test_other_series_in_the_map_are_returned_too() -> None:
         lambda p: p.replace("5.0]", "true]", 1),  # a boolean
         lambda p: p.replace("5.0]", "null]", 1),  # a null
         lambda p: p.replace('{"i":1,', '{"i":1,"x":2,', 1),  # an extra key
+        lambda p: p.replace('{"i":1,', '{"i":1,"iv":2,', 1),  # a key of deleted letters
+        lambda p: p.replace("5.0]", '5.0,""]', 1),  # an empty string
+        lambda p: p.replace("3.0,", '3.0,"",', 1),  # an empty string between numbers
+        lambda p: p.replace('"v":[1.0', '"v":[[1.0]', 1),  # a nested list
         lambda p: p.replace('{"i":1,"v":[', '{"v":[', 1),  # a missing index
         lambda p: p.replace('"i":1', '"i":1.5', 1),  # a non-integer index
         lambda p: p.replace(',"t":"s1"', ',"t":5', 1),  # a non-string turnaround
