@@ -3,6 +3,8 @@ request tracking, composable, sync and asyncio."""
 
 from __future__ import annotations
 
+import logging
+
 from .backoff import Backoff, Jitter
 from .circuit import CircuitBreaker, CircuitBreakerConfig, CircuitState
 from .errors import (
@@ -59,3 +61,6 @@ __all__ = [
     "TrackerSnapshot",
     "__version__",
 ]
+
+# A library leaves log output to the application (the logging HOWTO's advice).
+logging.getLogger(__name__).addHandler(logging.NullHandler())

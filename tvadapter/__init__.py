@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from . import errors
 from ._bulk import BulkItem, BulkResult, HistRequest
 from ._client import TvDatafeed
@@ -20,3 +22,6 @@ __all__ += ["NetworkConfig", "WebSocketManager"]
 __all__ += ["ClientMetrics", "Interval", "TvDatafeed"]
 __all__ += ["Consumer", "Seis", "TvDatafeedLive"]
 __all__ += ["BulkItem", "BulkResult", "HistRequest"]
+
+# A library leaves log output to the application (the logging HOWTO's advice).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
