@@ -5,6 +5,7 @@ Compared side by side, in one run, on the same message text:
 * **tvadapter**: what the client does with a message: ``decode`` (prefix walk), the fast
   ``timescale_update`` path (``tvadapter.history.parse_timescale_update``), the request state
   machine's checks and merge (``HistoryRequest``), and the DataFrame (``result_frame``);
+* **tvadapter, pandas reader**: the same without the optional pyarrow accelerator;
 * **tvadapter, generic parser**: the same with the fast path off (``parse_payload`` builds one
   ``Bar`` per bar), to show what the fast path buys;
 * **tvDatafeed's method**: the regex parse described in PROTOCOL.md §19
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _tvdatafeed_style import tvdatafeed_parse
 
+from tvadapter import history
 from tvadapter._request import HistoryRequest
 from tvadapter.history import parse_timescale_update, result_frame
 from tvadapter.protocol import decode, encode, messages, parse_payload
@@ -77,8 +79,11 @@ def recorded_real_message() -> tuple[str, str, str]:
     return encode([best]), session, series_id
 
 
-def ours(message: str, cs: str, series_id: str, symbol: str, *, fast: bool = True) -> Any:
+def ours(
+    message: str, cs: str, series_id: str, symbol: str, *, fast: bool = True, engine: str = "auto"
+) -> Any:
     """Client-side processing of one answer message, up to the DataFrame."""
+    history.csv_engine = engine
     request = HistoryRequest(
         chart_session=cs,
         symbol=symbol,
@@ -171,6 +176,9 @@ def main() -> None:
         measure(
             {
                 "tvadapter": lambda: ours(message, "cs_benchbenchben", "s1", symbol),
+                "tvadapter, pandas reader (no pyarrow)": lambda: ours(
+                    message, "cs_benchbenchben", "s1", symbol, engine="pandas"
+                ),
                 "tvadapter, generic parser": lambda: ours(
                     message, "cs_benchbenchben", "s1", symbol, fast=False
                 ),
@@ -186,6 +194,9 @@ def main() -> None:
         measure(
             {
                 "tvadapter": lambda: ours(real, cs, sid, "SP:SPX"),
+                "tvadapter, pandas reader (no pyarrow)": lambda: ours(
+                    real, cs, sid, "SP:SPX", engine="pandas"
+                ),
                 "tvadapter, generic parser": lambda: ours(real, cs, sid, "SP:SPX", fast=False),
                 "tvDatafeed regex method": lambda: tvdatafeed_parse(real, "SP:SPX"),
             }
