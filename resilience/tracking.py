@@ -24,7 +24,10 @@ event.  Let ``W = window_seconds``.
   request of the last ``W`` seconds is counted, plus those up to ``g`` seconds older that
   share the oldest slot.  Memory: at most 1,001 slots of a few integers.
 * **Latency** (``p50``, ``p90``, ``p99``, ``max_latency``, ``latency_count``): the same rule
-  with coarser segments of ``h = W / 50`` seconds (the window plus up to ``h`` earlier).
+  with coarser segments of ``h = W / 50`` seconds (the window plus up to ``h`` earlier),
+  except that a segment is dropped as soon as its *newest* sample is no longer counted by
+  the rule above: latencies of requests that all left the window are never reported (once
+  ``count`` is 0, so is ``latency_count``).
   Each segment holds a histogram of logarithmic buckets ``[1.02**k, 1.02**(k + 1))``
   seconds.  A percentile ``p`` is the nearest-rank sample (the ``ceil(p * n)``-th smallest
   of the ``n`` latencies in the window), reported as the geometric middle of its bucket
@@ -127,13 +130,14 @@ class _Slot:
 
 
 class _Segment:
-    __slots__ = ("hist", "index", "max", "samples")
+    __slots__ = ("hist", "index", "last_slot", "max", "samples")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.hist: dict[int, int] = {}
         self.samples = 0
         self.max = 0.0
+        self.last_slot = -(2**63)  # count slot (floor(t / g)) of its newest sample
 
 
 class RequestTracker:
@@ -230,6 +234,7 @@ class RequestTracker:
                     slot.kinds[kind] = slot.kinds.get(kind, 0) + 1
                     self._kinds[kind] = self._kinds.get(kind, 0) + 1
             segment = self._segment(now)
+            segment.last_slot = max(segment.last_slot, slot.index)
             segment.hist[bucket] = segment.hist.get(bucket, 0) + 1
             segment.samples += 1
             segment.max = max(segment.max, value)
@@ -325,9 +330,12 @@ class RequestTracker:
                         else:
                             del self._kinds[kind]
         segments = self._segments
-        if segments and segments[0].index < math.floor(oldest / self._h):
+        fine_cut = math.floor(oldest / self._g)
+        if segments and (
+            segments[0].index < math.floor(oldest / self._h) or segments[0].last_slot < fine_cut
+        ):
             cut = math.floor(oldest / self._h)
-            while segments and segments[0].index < cut:
+            while segments and (segments[0].index < cut or segments[0].last_slot < fine_cut):
                 segment = segments.popleft()
                 self._samples -= segment.samples
                 for index, n in segment.hist.items():

@@ -150,7 +150,17 @@ def test_counts_equal_brute_force(
         now = clock()
         snap = tracker.snapshot()
         fine = [e for e in log if _slot(e[0], g) >= _slot(now - window, g)]
-        coarse = [e for e in log if e[1] == "record" and _slot(e[0], h) >= _slot(now - window, h)]
+        records = [e for e in log if e[1] == "record"]
+        newest: dict[int, int] = {}  # latency segment -> count slot of its newest sample
+        for e in records:
+            seg = _slot(e[0], h)
+            newest[seg] = max(newest.get(seg, _slot(e[0], g)), _slot(e[0], g))
+        coarse = [
+            e
+            for e in records
+            if _slot(e[0], h) >= _slot(now - window, h)
+            and newest[_slot(e[0], h)] >= _slot(now - window, g)
+        ]
         recorded = [e for e in fine if e[1] == "record"]
         failed = [e for e in recorded if not e[3]]
         assert snap.count == len(fine) == tracker.get_request_count()
