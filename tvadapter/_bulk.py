@@ -90,6 +90,9 @@ DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_CANCEL_TIMEOUT = 10.0
 #: How often a waiting thread re-checks for cancellation (seconds).
 _POLL = 0.2
+#: How long a cancelled batch waits for a worker whose ``Thread.start()`` was interrupted to
+#: show up as started (seconds; see ``_Batch.start``).
+_LAUNCH_GRACE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,27 +548,59 @@ class _Batch:
             threading.Thread(target=self._worker, name=f"tvadapter-bulk-{n}", daemon=True)
             for n in range(1, concurrency + 1)
         ]
+        self.launched: list[threading.Thread] = []  # start() was called (see start())
+        self.started = 0  # how many of those start() calls returned
 
     def start(self) -> None:
+        """Start the workers.
+
+        A Ctrl-C can land *inside* ``Thread.start()`` (the CLI's batch is interrupted as it
+        begins): before the OS thread was launched (it never runs) or after, while ``start()``
+        waits for the new thread to mark itself started (it runs a moment later, finds
+        ``stop`` set and leaves).  So each thread is recorded in ``launched`` before its
+        ``start()``, and ``started`` counts the calls that returned; :meth:`join` handles the
+        one thread in between.
+        """
         for thread in self.threads:
+            self.launched.append(thread)
             thread.start()
+            self.started += 1
 
     def alive(self) -> bool:
-        return any(t.is_alive() for t in self.threads)
+        return any(t.is_alive() for t in self.launched)
 
     def join(self, timeout: float | None) -> list[str]:
         """Join the workers (within ``timeout`` seconds overall); names of those still alive."""
         now = _clock.monotonic  # real time even when a test injected ``clock``
         deadline = None if timeout is None else now() + timeout
-        for thread in self.threads:
+        for position, thread in enumerate(self.launched):
+            if position < self.started:
+                thread.join(None if deadline is None else max(0.0, deadline - now()))
+            else:
+                self._join_interrupted(thread, deadline)
+        return [t.name for t in self.launched if t.is_alive()]
+
+    def _join_interrupted(self, thread: threading.Thread, deadline: float | None) -> None:
+        """Join a worker whose ``start()`` was interrupted: it may be about to run, or never.
+
+        ``Thread.join`` refuses (RuntimeError) until the new thread has marked itself started;
+        give it up to :data:`_LAUNCH_GRACE` seconds to do so, then join it like the others.
+        A thread that was never launched costs that grace once (only on this Ctrl-C path).
+        """
+        now = _clock.monotonic
+        limit = now() + _LAUNCH_GRACE
+        if deadline is not None:
+            limit = min(limit, deadline)
+        while True:
             try:
-                if deadline is None:
-                    thread.join()
-                else:
-                    thread.join(max(0.0, deadline - now()))
-            except RuntimeError:  # never started: interrupted while starting the workers
-                continue
-        return [t.name for t in self.threads if t.is_alive()]
+                thread.join(None if deadline is None else max(0.0, deadline - now()))
+            except RuntimeError:  # "cannot join thread before it is started": not marked yet
+                if now() >= limit:
+                    logger.debug("bulk: worker %s was never launched", thread.name)
+                    return
+                _clock.sleep(0.005)
+            else:
+                return
 
     def _admit(self) -> float | None:
         """Wait until the limiter could grant a token now; seconds waited, None if stopped."""

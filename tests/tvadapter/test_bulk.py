@@ -316,21 +316,53 @@ def test_keyboard_interrupt_cancels_cleanly() -> None:
     assert left == []
 
 
-def test_interrupt_while_starting_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C while the workers are being started still propagates as KeyboardInterrupt."""
+def _interrupt_second_start(
+    monkeypatch: pytest.MonkeyPatch, launch_after: float | None
+) -> list[threading.Thread]:
+    """Make the real ``_Batch.start`` meet a Ctrl-C inside the second worker's Thread.start().
+
+    ``launch_after=None``: the interrupt lands before the OS thread is launched (it never
+    runs); a number: after (the thread begins that many seconds later, as when the interrupt
+    hits ``start()``'s wait for the new thread).  Returns the batch's threads once started.
+    """
     real_start = _bulk._Batch.start
+    threads: list[threading.Thread] = []
 
-    def start_one_then_interrupt(self: Any) -> None:
-        self.threads[0].start()
-        raise KeyboardInterrupt
+    def start(self: Any) -> None:
+        victim = self.threads[1]
+        threads.extend(self.threads)
 
-    monkeypatch.setattr(_bulk._Batch, "start", start_one_then_interrupt)
+        def interrupted_start() -> None:
+            if launch_after is not None:
+                timer = threading.Timer(launch_after, threading.Thread.start, (victim,))
+                timer.daemon = True
+                timer.start()
+            raise KeyboardInterrupt
+
+        victim.start = interrupted_start
+        real_start(self)
+
+    monkeypatch.setattr(_bulk._Batch, "start", start)
+    return threads
+
+
+@pytest.mark.parametrize("launch_after", [None, 0.05])
+def test_interrupt_inside_thread_start(
+    monkeypatch: pytest.MonkeyPatch, launch_after: float | None
+) -> None:
+    """Ctrl-C inside a worker's Thread.start() propagates as KeyboardInterrupt (never the
+    "cannot join thread before it is started" RuntimeError) and no worker outlives the call."""
+    threads = _interrupt_second_start(monkeypatch, launch_after)
     client = FakeClient(delay=0.01)
     with pytest.raises(KeyboardInterrupt):
         get_hist_many(client, [f"X:S{i}" for i in range(6)], max_concurrency=3, progress=False)
-    monkeypatch.setattr(_bulk._Batch, "start", real_start)
-    assert not any(t.name.startswith("tvadapter-bulk") and t.is_alive()
-                   for t in threading.enumerate())  # fmt: skip
+    first, victim, never = threads
+    assert first.ident is not None and not first.is_alive()
+    assert never.ident is None  # the loop stopped at the interrupted start()
+    if launch_after is None:
+        assert victim.ident is None
+    else:  # launched late, but joined before get_hist_many returned
+        assert victim.ident is not None and not victim.is_alive()
 
 
 def test_interrupt_waits_at_most_cancel_timeout() -> None:
