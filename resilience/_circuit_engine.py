@@ -81,8 +81,12 @@ _FAIL_BIT = 1
 _SLOW_BIT = 2
 
 
-class CircuitState(Enum):
-    """The three states of a circuit breaker."""
+class CircuitState(str, Enum):
+    """The three states of a circuit breaker.
+
+    A ``str`` enum: ``breaker.state == "open"`` holds as well as ``is CircuitState.OPEN``, and
+    ``CircuitState("half_open")`` looks a state up by value.  Immutable, hence thread-safe.
+    """
 
     CLOSED = "closed"
     """Normal operation: calls pass and their outcomes are counted."""

@@ -719,6 +719,9 @@ def test_circuit_state_values() -> None:
     assert CircuitState.OPEN.value == "open"
     assert CircuitState.HALF_OPEN.value == "half_open"
     assert CircuitState("half_open") is CircuitState.HALF_OPEN
+    breaker = CircuitBreaker()
+    assert breaker.state == "closed"  # the string spelling of the issue works too
+    assert CircuitState.OPEN == "open"
 
 
 def _down() -> None:
