@@ -105,7 +105,10 @@ Notify = Callable[[CircuitState, CircuitState], None]
 
 
 class Engine(Protocol):
-    """What :class:`~resilience.CircuitBreaker` needs from a state holder."""
+    """What :class:`~resilience.CircuitBreaker` needs from a state holder.
+
+    Implementations must be thread-safe and must not hold a lock while calling ``notify``.
+    """
 
     @property
     def state(self) -> CircuitState: ...

@@ -186,7 +186,11 @@ def _classifier(expected: object) -> Callable[[BaseException], bool]:
 
 
 class CircuitStore(Protocol):
-    """A place that keeps breaker state (for example Redis), chosen with ``store=``."""
+    """A place that keeps breaker state (for example Redis), chosen with ``store=``.
+
+    Implementations must be thread-safe: one store may serve many breakers, each used from
+    any number of threads and tasks.
+    """
 
     def engine(self, config: CircuitBreakerConfig, name: str, clock: Clock, notify: Notify) -> Any:
         """Return the state holder for the breaker ``name`` (an internal engine object)."""

@@ -144,7 +144,8 @@ class RequestTracker:
     """Requests, outcomes and latency over a sliding window, in bounded memory.
 
     Thread-safety: every method may be called from any thread; one internal lock guards a
-    few integer updates per call (percentiles are computed outside it).
+    few integer updates per call (percentiles are computed outside it).  ``clock`` is read
+    under that lock, so it must be a cheap, non-blocking time source.
     """
 
     __slots__ = (
