@@ -2296,3 +2296,30 @@ class OriginalDesignBreakerModel(RuleBasedStateMachine):
 
 TestOriginalDesignBreakerModel = OriginalDesignBreakerModel.TestCase
 TestOriginalDesignBreakerModel.settings = settings(max_examples=60, stateful_step_count=30)
+
+
+def test_redis_one_script_per_decision_using_server_time(redis_url: str) -> None:
+    """Each decision is one EVALSHA (a single round trip) that reads the server's TIME."""
+    import redis
+
+    bucket = TokenBucket(1000.0, 5, backend=redis_url, name=_name())
+    assert bucket.try_acquire()  # warm-up: the script is cached on the server
+    client = redis.Redis.from_url(redis_url)
+    try:
+
+        def calls() -> dict[str, int]:
+            stats = client.info("commandstats")
+            return {k: v["calls"] for k, v in stats.items()}
+
+        before = calls()
+        for _ in range(10):
+            bucket.try_acquire()
+        after = calls()
+    finally:
+        client.close()
+    delta = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    delta.pop("cmdstat_info", None)
+    assert delta["cmdstat_evalsha"] == 10
+    assert delta["cmdstat_time"] == 10
+    assert delta.get("cmdstat_get", 0) == 10  # the script's own read; no extra client round trip
+    assert set(delta) <= {"cmdstat_evalsha", "cmdstat_time", "cmdstat_get", "cmdstat_set"}
