@@ -28,13 +28,22 @@ def malformed(reason: str, payload: str) -> MalformedPayloadError:
     return MalformedPayloadError(f"{reason}: {excerpt(payload)}")
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Python's json module accepts NaN, Infinity and -Infinity; JSON (and the server) does not.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def loads(payload: str) -> Any:
     """Parse ``payload`` as JSON, raising :class:`MalformedPayloadError` when it is not JSON.
 
     Long float literals (``8004.8000000000001819``), exponents (``1e+100``) and float-typed
-    integers (``1685633880.0``) all parse as Python floats.
+    integers (``1685633880.0``) all parse as Python floats. ``NaN`` and ``Infinity`` are refused:
+    they are not JSON.
     """
     try:
-        return json.loads(payload)
+        return _DECODER.decode(payload)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise malformed("payload is not valid JSON", payload) from exc

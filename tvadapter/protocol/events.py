@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from math import isfinite
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -389,11 +390,39 @@ def parse_heartbeat(payload: str) -> int:
     return int(digits)
 
 
+def _checked_number(value: Any) -> float:
+    """``value`` if it is a finite number (JSON numbers only: int or float), else ValueError."""
+    if not isinstance(value, (int, float)):
+        raise ValueError("a bar 'v' holds something that is not a number")
+    try:
+        finite = isfinite(value)
+    except OverflowError:  # an integer literal too large for a float
+        finite = False
+    if not finite:
+        raise ValueError("a bar 'v' holds a number that is not finite")
+    return value
+
+
+def _checked_bar(v: list[Any], i: int) -> Bar:
+    """One bar, value by value (the slow path of :func:`parse_bars`)."""
+    volume = v[5] if len(v) > 5 else None
+    return Bar(
+        float(_checked_number(v[0])),
+        _checked_number(v[1]),
+        _checked_number(v[2]),
+        _checked_number(v[3]),
+        _checked_number(v[4]),
+        None if volume is None else _checked_number(volume),
+        i,
+    )
+
+
 def parse_bars(entries: Any) -> tuple[Bar, ...]:
     """Bars from a list of ``{"i": k, "v": [t, o, h, l, c(, vol)]}`` entries.
 
     Raises :class:`ValueError` (turned into :class:`MalformedPayloadError` by callers) when an
-    entry is not such an object, ``i`` is not an integer or ``v`` has fewer than 5 numbers.
+    entry is not such an object, ``i`` is not an integer, ``v`` has fewer than 5 numbers or a
+    number is not finite (an overflowing literal). A missing or ``null`` volume is ``None``.
     Elements after the sixth are ignored.
     """
     if type(entries) is not list:
@@ -407,16 +436,29 @@ def parse_bars(entries: Any) -> tuple[Bar, ...]:
         raise ValueError("a bar is not an object with 'i' and 'v'") from exc
     if not set(map(type, indexes)) <= {int}:
         raise ValueError("a bar index 'i' is not an integer")
-    try:
-        if not set(map(type, values)) <= {list}:
-            raise ValueError("a bar 'v' is not a list")
-        # sum() raises TypeError for anything that is not a number (None, str, list, dict).
-        sum(map(sum, values))
-        lengths = set(map(len, values))
-    except TypeError as exc:
-        raise ValueError("a bar 'v' holds something that is not a number") from exc
+    if not set(map(type, values)) <= {list}:
+        raise ValueError("a bar 'v' is not a list")
+    lengths = set(map(len, values))
     if min(lengths) < 5:
         raise ValueError("a bar 'v' has fewer than 5 numbers")
+    try:
+        # sum() raises TypeError for anything that is not a number (None, str, list, dict) and
+        # OverflowError for an integer too large for a float; a float total is finite only when
+        # every value is. Anything else takes the value-by-value path.
+        total: Any = sum(map(sum, values))
+        fast = type(total) is float and isfinite(total)
+    except (TypeError, OverflowError):
+        fast = False
+    if fast:
+        try:
+            return _fast_bars(values, indexes, lengths)
+        except OverflowError:  # cancelling huge integers hid one from the sum
+            pass
+    return tuple([_checked_bar(v, i) for v, i in zip(values, indexes, strict=True)])
+
+
+def _fast_bars(values: list[list[Any]], indexes: list[int], lengths: set[int]) -> tuple[Bar, ...]:
+    """Bars from checked ``v`` lists of finite numbers (the hot path of :func:`parse_bars`)."""
     new = tuple.__new__
     if lengths == {6}:
         return tuple(
