@@ -7,11 +7,12 @@ budget, calls the hooks and logs; the drivers sleep and call the function again.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import random
 import reprlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -112,12 +113,14 @@ class AttemptRecord:
 class CallState:
     """Mutable state of one retried call (one thread/task only)."""
 
-    __slots__ = ("deadline_at", "name", "previous", "start")
+    __slots__ = ("deadline_at", "name", "pending", "previous", "start")
 
     def __init__(self, start: float, name: str, deadline: float | None) -> None:
         self.start = start
         self.name = name
         self.previous = 0.0  # the previous backoff wait (decorrelated jitter)
+        # (hook name, awaitable) returned by an async hook, for the async driver to await.
+        self.pending: tuple[str, Awaitable[object]] | None = None
         # Absolute end of the budget (same arithmetic as anyone computing start + deadline).
         self.deadline_at = None if deadline is None else start + deadline
 
@@ -311,7 +314,11 @@ class Policy:
                 wait,
             )
         if self.before_sleep is not None:
-            self.before_sleep(AttemptRecord(number, elapsed, wait, exc, result, None, state.name))
+            outcome = self.before_sleep(
+                AttemptRecord(number, elapsed, wait, exc, result, None, state.name)
+            )
+            if outcome is not None and inspect.isawaitable(outcome):
+                state.pending = ("before_sleep", outcome)
         return wait
 
     def _give_up(
@@ -333,7 +340,11 @@ class Policy:
             _Outcome(exc, result),
         )
         if self.on_giveup is not None:
-            self.on_giveup(AttemptRecord(number, elapsed, None, exc, result, reason, state.name))
+            outcome = self.on_giveup(
+                AttemptRecord(number, elapsed, None, exc, result, reason, state.name)
+            )
+            if outcome is not None and inspect.isawaitable(outcome):
+                state.pending = ("on_giveup", outcome)
 
     def result_error(self, state: CallState, number: int, result: Any) -> RetryError:
         """The error raised when retrying on a result gave up."""
@@ -342,6 +353,30 @@ class Policy:
             attempts=number,
             last_result=result,
         )
+
+
+def reject_pending(state: CallState) -> None:
+    """Sync drivers: a hook returned an awaitable, which cannot be awaited here."""
+    pending = state.pending
+    if pending is None:
+        return
+    state.pending = None
+    hook, awaitable = pending
+    close = getattr(awaitable, "close", None)
+    if close is not None:  # no "never awaited" warning on top of the error
+        close()
+    raise TypeError(
+        f"{hook} returned an awaitable: coroutine hooks need a coroutine function "
+        "(or `async for attempt in retrying(...)` with `async with attempt:`)"
+    )
+
+
+async def await_pending(state: CallState) -> None:
+    """Async drivers: await what an async hook returned, if anything."""
+    pending = state.pending
+    if pending is not None:
+        state.pending = None
+        await pending[1]
 
 
 class _Outcome:

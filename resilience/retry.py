@@ -34,8 +34,10 @@ Rules, shared by every form:
   (``last_result`` holds the value).  That includes a refusal by the :class:`RetryBudget`.
 * Hooks ``before_sleep(record)`` and ``on_giveup(record)`` get a frozen
   :class:`AttemptRecord`; exceptions raised by hooks (or by ``on``/``retry_on_result``
-  predicates) propagate.  Logs go to the ``resilience.retry`` logger: one DEBUG line per
-  retry, one WARNING on giving up.
+  predicates) propagate.  With a coroutine function (or ``async for``), hooks may be
+  coroutine functions too: they are awaited (in the block form, an async ``on_giveup``
+  needs ``async with attempt:``); in sync code an async hook is a TypeError.  Logs go to the
+  ``resilience.retry`` logger: one DEBUG line per retry, one WARNING on giving up.
 * A wait of zero never calls ``sleep``.  Waits come from ``backoff`` (a
   :class:`~resilience.Backoff`, default full jitter 1 s .. 60 s).
 
@@ -65,7 +67,9 @@ from ._retry_engine import (
     ExceptionFilter,
     Hook,
     Policy,
+    await_pending,
     parse_filter,
+    reject_pending,
 )
 from .backoff import Backoff, Jitter
 from .timeout import Deadline
@@ -217,6 +221,8 @@ def _retry_sync(
     number = 1
     while True:
         wait = policy.decide(state, number, exc, result)
+        if state.pending is not None:
+            reject_pending(state)
         if wait is None:
             if exc is not None:
                 raise exc
@@ -287,6 +293,8 @@ async def _retry_async(
     number = 1
     while True:
         wait = policy.decide(state, number, exc, result)
+        if state.pending is not None:
+            await await_pending(state)
         if wait is None:
             if exc is not None:
                 raise exc
@@ -312,11 +320,12 @@ async def _retry_async(
 class _BlockCall:
     """State shared by the attempts of one ``for``/``async for`` loop (one thread/task)."""
 
-    __slots__ = ("policy", "retry_pending", "state", "wait")
+    __slots__ = ("is_async", "policy", "retry_pending", "state", "wait")
 
-    def __init__(self, policy: Policy, state: CallState) -> None:
+    def __init__(self, policy: Policy, state: CallState, *, is_async: bool = False) -> None:
         self.policy = policy
         self.state = state
+        self.is_async = is_async
         self.retry_pending = False
         self.wait = 0.0
 
@@ -362,6 +371,35 @@ class Attempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        return self._exit(exc, awaiting=False)
+
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """``async with attempt:`` - as ``with``, and async hooks are awaited here."""
+        try:
+            return self._exit(exc, awaiting=True)
+        finally:
+            await await_pending(self._call.state)
+
+    def _decide(self, exc: BaseException | None, result: Any, awaiting: bool) -> float | None:
+        call = self._call
+        wait = call.policy.decide(call.state, self.number, exc, result)
+        # An async hook's awaitable: awaited by __aexit__, or (before a sleep) by the async
+        # loop; anywhere else it cannot be awaited.
+        if call.state.pending is not None and not (
+            awaiting or (call.is_async and wait is not None)
+        ):
+            reject_pending(call.state)
+        return wait
+
+    def _exit(self, exc: BaseException | None, *, awaiting: bool) -> bool:
         call = self._call
         policy = call.policy
         if exc is None:
@@ -369,14 +407,14 @@ class Attempt:
             check = policy.retry_on_result
             if result is NO_RESULT or check is None or not check(result):
                 return False
-            wait = policy.decide(call.state, self.number, None, result)
+            wait = self._decide(None, result, awaiting)
             if wait is None:
                 raise policy.result_error(call.state, self.number, result)
             call.wait, call.retry_pending = wait, True
             return False
         if not policy.matches(exc):
             return False
-        wait = policy.decide(call.state, self.number, exc, NO_RESULT)
+        wait = self._decide(exc, NO_RESULT, awaiting)
         if wait is None:
             return False  # propagate the exception unchanged
         call.wait, call.retry_pending = wait, True
@@ -416,10 +454,11 @@ class Retrying:
 
     async def _aiter(self) -> AsyncIterator[Attempt]:
         policy = self._policy
-        call = _BlockCall(policy, policy.start(self._name))
+        call = _BlockCall(policy, policy.start(self._name), is_async=True)
         number = 1
         while True:
             yield Attempt(call, number)
+            await await_pending(call.state)
             if not call.retry_pending:
                 return
             call.retry_pending = False

@@ -2323,3 +2323,71 @@ def test_redis_one_script_per_decision_using_server_time(redis_url: str) -> None
     assert delta["cmdstat_time"] == 10
     assert delta.get("cmdstat_get", 0) == 10  # the script's own read; no extra client round trip
     assert set(delta) <= {"cmdstat_evalsha", "cmdstat_time", "cmdstat_get", "cmdstat_set"}
+
+
+def test_async_hooks_are_awaited_by_async_retries() -> None:
+    """Coroutine-function hooks work with coroutine functions: before_sleep and on_giveup run."""
+    clock = FakeClock()
+    seen: list[tuple[str, int]] = []
+
+    async def before(record: AttemptRecord) -> None:
+        await asyncio.sleep(0)
+        seen.append(("before", record.number))
+
+    async def giveup(record: AttemptRecord) -> None:
+        await asyncio.sleep(0)
+        seen.append(("giveup", record.number))
+
+    @retry(
+        on=Boom,
+        attempts=3,
+        before_sleep=before,
+        on_giveup=giveup,
+        clock=clock,
+        async_sleep=clock.async_sleep,
+    )
+    async def down() -> None:
+        raise Boom("x")
+
+    with pytest.raises(Boom):
+        asyncio.run(down())
+    assert seen == [("before", 1), ("before", 2), ("giveup", 3)]
+
+
+def test_async_hooks_in_the_async_block_form() -> None:
+    """async for ... async with attempt: awaits coroutine hooks, giving up included."""
+    clock = FakeClock()
+    seen: list[tuple[str, int]] = []
+
+    async def before(record: AttemptRecord) -> None:
+        seen.append(("before", record.number))
+
+    async def giveup(record: AttemptRecord) -> None:
+        seen.append(("giveup", record.number))
+
+    async def run() -> None:
+        async for attempt in retrying(
+            on=Boom,
+            attempts=2,
+            before_sleep=before,
+            on_giveup=giveup,
+            clock=clock,
+            async_sleep=clock.async_sleep,
+        ):
+            async with attempt:
+                raise Boom("x")
+
+    with pytest.raises(Boom):
+        asyncio.run(run())
+    assert seen == [("before", 1), ("giveup", 2)]
+
+
+def test_async_hook_with_a_sync_function_is_a_type_error() -> None:
+    """A coroutine hook cannot run in sync code: a clear TypeError, not a silently dropped hook."""
+
+    async def before(record: AttemptRecord) -> None:
+        raise AssertionError("never runs")
+
+    wrapped = retry(on=Boom, attempts=3, before_sleep=before, sleep=lambda s: None)(_down)
+    with pytest.raises(TypeError, match="before_sleep"):
+        wrapped()
