@@ -133,6 +133,9 @@ class Engine(Protocol):
         ...
 
 
+_new_error = CircuitOpenError.__new__
+
+
 def _rejection(name: str, state: CircuitState, retry_after: float) -> CircuitOpenError:
     if state is _OPEN:
         message = f"circuit breaker {name!r} is open; retry in {retry_after:.3f}s"
@@ -158,7 +161,6 @@ class MemoryEngine:
         "_n",
         "_name",
         "_notify",
-        "_open_message",
         "_opened_at",
         "_pos",
         "_probes_admitted",
@@ -194,7 +196,6 @@ class MemoryEngine:
         # Settings copied into slots: the hot paths read them without a config lookup.
         self._threshold = config.failure_threshold
         self._recovery = config.recovery_timeout
-        self._open_message = f"circuit breaker {name!r} is open; retry in "
         self._rate = config.failure_rate_threshold
         self._minimum = min(config.minimum_calls, config.window_size)
         self._size = config.window_size
@@ -238,11 +239,14 @@ class MemoryEngine:
         if state is _OPEN:
             # Rejections are decided without the lock: an open breaker under load must stay
             # cheap.  (A concurrent transition makes this the decision of an instant earlier.)
+            # The error is made without __init__ and its message is formatted only if shown
+            # (see CircuitOpenError): about half the cost of a rejection otherwise.
             left = self._opened_at + self._recovery - self.clock()
             if left > 0:
-                raise CircuitOpenError(
-                    f"{self._open_message}{left:.3f}s", retry_after=left, name=self._name
-                )
+                error = _new_error(CircuitOpenError)
+                error.retry_after = left
+                error.name = self._name
+                raise error
         transition = None
         with self._lock:
             state = self._state

@@ -59,7 +59,7 @@ from ._circuit_engine import (
     MemoryEngine,
     Notify,
 )
-from .errors import ResilienceError
+from .errors import CircuitOpenError, ResilienceError
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -93,6 +93,8 @@ DEFAULT_WINDOW_SIZE = 100
 DEFAULT_MINIMUM_CALLS = 10
 
 _CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_new_error = CircuitOpenError.__new__
 _CoroutineType = types.CoroutineType
 
 
@@ -487,6 +489,14 @@ class CircuitBreaker:
             if mem._failures:
                 mem.record(NORMAL, SUCCESS, 0.0)
             return result
+        if mem is not None and mem._state is _OPEN:
+            # MemoryEngine.acquire's lock-free rejection, inlined (see the decorator).
+            left = mem._opened_at + mem._recovery - self._clock()
+            if left > 0:
+                error = _new_error(CircuitOpenError)
+                error.retry_after = left
+                error.name = self._name
+                raise error
         return self._call_slow(func, args, kwargs)
 
     def _call_slow(self, func: Callable[..., R], args: Any, kwargs: Any) -> R:
@@ -593,9 +603,21 @@ class CircuitBreaker:
 
             return windowed
 
+        name = self._name
+        clock = self._clock
+        recovery = engine._recovery
+
         @functools.wraps(func)
         def fast(*args: P.args, **kwargs: P.kwargs) -> R:
             if engine._state is not _CLOSED:
+                # MemoryEngine.acquire's lock-free rejection, inlined: no extra frame.
+                if engine._state is _OPEN:
+                    left = engine._opened_at + recovery - clock()
+                    if left > 0:
+                        error = _new_error(CircuitOpenError)
+                        error.retry_after = left
+                        error.name = name
+                        raise error
                 return admitted(acquire(), func, args, kwargs)
             try:
                 result = func(*args, **kwargs)

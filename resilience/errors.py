@@ -18,6 +18,8 @@ never wraps or swallows them.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BackendUnavailable",
     "CircuitOpenError",
@@ -50,13 +52,48 @@ class CircuitOpenError(ResilienceError):
     """A circuit breaker rejected the call without running it.
 
     ``retry_after`` is the number of seconds until the breaker will let a probe through
-    (0.0 when it is half-open and its probe slots are taken).
+    (0.0 when it is half-open and its probe slots are taken); ``name`` is the breaker's.
+
+    An open breaker raises it on every call, so the in-memory breaker creates it without
+    ``__init__`` and without formatting (``CircuitOpenError.__new__(CircuitOpenError)``, then
+    sets ``retry_after`` and ``name``): ``str()`` and ``repr()`` then make the message
+    (``"circuit breaker 'name' is open; retry in 1.234s"``) when it is shown, and ``args``
+    is empty.
     """
+
+    __slots__ = ("name", "retry_after")  # cheaper to set than instance-dict entries
 
     def __init__(self, message: str, *, retry_after: float, name: str = "") -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.name = name
+
+    def __str__(self) -> str:
+        if self.args:
+            return super().__str__()
+        return f"circuit breaker {self.name!r} is open; retry in {self.retry_after:.3f}s"
+
+    def __repr__(self) -> str:
+        if self.args:
+            return super().__repr__()
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle and copy: the fields are keyword-only and live in slots.
+        return (
+            _restore_circuit_open_error,
+            (type(self), self.args, self.retry_after, self.name),
+            self.__dict__ or None,
+        )
+
+
+def _restore_circuit_open_error(
+    cls: type[CircuitOpenError], args: tuple[Any, ...], retry_after: float, name: str
+) -> CircuitOpenError:
+    error = cls.__new__(cls, *args)
+    error.retry_after = retry_after
+    error.name = name
+    return error
 
 
 class RateLimitExceeded(ResilienceError):

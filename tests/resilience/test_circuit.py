@@ -951,3 +951,37 @@ def test_count_mode_opens_exactly_at_threshold(outcomes: list[bool], threshold: 
             run = 0
             breaker.call(ok)
         assert (breaker.state is OPEN) == (run >= threshold)
+
+
+def test_open_rejection_message_retry_after_and_pickle_on_every_path() -> None:
+    """An OPEN rejection (decorator, .call, acquire) has the exact retry_after, the usual text."""
+    import copy
+    import pickle
+
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=30.0, name="svc", clock=clock)
+
+    @breaker
+    def down() -> None:
+        raise Boom("down")
+
+    with pytest.raises(Boom):
+        down()
+    clock.advance(10.25)
+    errors: list[CircuitOpenError] = []
+    for attempt in (down, lambda: breaker.call(down), breaker.acquire):
+        with pytest.raises(CircuitOpenError) as info:
+            attempt()
+        errors.append(info.value)
+    eager = CircuitOpenError(
+        "circuit breaker 'svc' is open; retry in 19.750s", retry_after=19.75, name="svc"
+    )
+    for error in errors:
+        assert type(error) is CircuitOpenError
+        assert error.retry_after == pytest.approx(19.75, abs=1e-12)
+        assert error.name == "svc"
+        assert str(error) == str(eager)
+        assert repr(error) == repr(eager)
+        for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+            assert type(clone) is CircuitOpenError
+            assert (clone.retry_after, clone.name, str(clone)) == (19.75, "svc", str(error))
