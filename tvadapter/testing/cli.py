@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the fake server's options to ``parser``."""
     net = parser.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    net.add_argument("--port", type=int, default=8765, help="WebSocket port (0: ephemeral)")
+    net.add_argument(
+        "--port", type=int, default=0, help="WebSocket port (default 0: an ephemeral port)"
+    )
     net.add_argument("--http-port", type=int, default=0, help="HTTP port (0: ephemeral)")
     net.add_argument("--any-origin", action="store_true", help="accept any Origin header")
     net.add_argument("--max-connections", type=int, default=None, help="HTTP 429 beyond this")
