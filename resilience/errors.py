@@ -32,7 +32,20 @@ __all__ = [
 
 
 class ResilienceError(Exception):
-    """Root of every exception :mod:`resilience` raises itself."""
+    """Root of every exception :mod:`resilience` raises itself.
+
+    Every one of them survives ``pickle`` and ``copy`` with its fields (multiprocessing
+    sends exceptions between processes), although several take keyword-only arguments.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default reduce calls cls(*args), which misses keyword-only arguments: rebuild
+        # without __init__ and restore the fields from the instance dict instead.
+        return (_restore_error, (type(self), self.args), self.__dict__ or None)
+
+
+def _restore_error(cls: type[ResilienceError], args: tuple[Any, ...]) -> ResilienceError:
+    return cls.__new__(cls, *args)
 
 
 class RetryError(ResilienceError):

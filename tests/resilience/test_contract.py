@@ -2391,3 +2391,41 @@ def test_async_hook_with_a_sync_function_is_a_type_error() -> None:
     wrapped = retry(on=Boom, attempts=3, before_sleep=before, sleep=lambda s: None)(_down)
     with pytest.raises(TypeError, match="before_sleep"):
         wrapped()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        CircuitOpenError("open", retry_after=1.5, name="svc"),
+        resilience.RateLimitExceeded("slow down", retry_after=2.0),
+        resilience.RetryError("gave up", attempts=3, last_result=[1]),
+        DeadlineExceeded("late"),
+        resilience.BackendUnavailable("down"),
+    ],
+)
+def test_errors_survive_pickle_and_copy(error: ResilienceError) -> None:
+    """Errors cross process boundaries (multiprocessing pickles them) and copy with their data."""
+    import copy
+    import pickle
+
+    fields = ("retry_after", "name", "attempts", "last_result")
+    for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert type(clone) is type(error)
+        assert str(clone) == str(error)
+        assert clone.args == error.args
+        for field in fields:
+            assert getattr(clone, field, None) == getattr(error, field, None), field
+
+
+def test_rejection_error_pickles_as_raised() -> None:
+    """The CircuitOpenError an open breaker raises can be pickled with its retry_after."""
+    import pickle
+
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=30.0, name="svc")
+    with pytest.raises(Boom):
+        breaker.call(_down)
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(lambda: None)
+    clone = pickle.loads(pickle.dumps(info.value))
+    assert clone.retry_after == info.value.retry_after
+    assert "svc" in str(clone)
