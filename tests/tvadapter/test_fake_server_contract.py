@@ -264,15 +264,47 @@ def test_a_client_that_does_not_echo_is_closed(make, peers):
     assert silent.close_code() in (1000, 1001, 1005, 1006, 1008, 1011)
     polite.packets()
     assert polite.ws.connected
+    # A client that stops echoing is closed as well.
+    assert polite.close_code() in (1000, 1001, 1005, 1006, 1008, 1011)
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example.com", "http://127.0.0.1"])
+@pytest.mark.parametrize("origin", ["https://evil.example.com", "http://127.0.0.1", None])
 def test_wrong_origin_gets_403(make, origin):
-    """An upgrade with another Origin is refused with HTTP 403."""
+    """An upgrade with another Origin (or none) is refused with HTTP 403."""
     tv = make()
+    options: dict[str, Any] = {"suppress_origin": True} if origin is None else {"origin": origin}
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
-        websocket.create_connection(tv.ws_url, origin=origin, timeout=5)
+        websocket.create_connection(tv.ws_url, timeout=5, **options)
     assert info.value.status_code == 403
+
+
+TVDATAFEED_INTERVALS = ["1", "3", "5", "15", "30", "45", "1H", "2H", "3H", "4H", "1D", "1W", "1M"]
+
+
+def test_catalogue_and_every_interval_served_deterministically(make, peers):
+    """Hundreds of symbols across exchanges; every tvDatafeed interval is served over the wire
+    exactly as the ground truth says, identically by two servers with the same data end."""
+    tv = make(data_end=1_750_000_000)
+    twin = make(data_end=1_750_000_000)
+    symbols = tv.symbols()
+    assert len(symbols) >= 200
+    assert len({s.split(":")[0] for s in symbols}) >= 10
+    peer = peers(tv.ws_url)
+    peer.hello()
+    peer.send("set_auth_token", ANON)
+    spec = json.dumps({"symbol": "NSE:RELIANCE", "adjustment": "splits", "session": "regular"})
+    for k, res in enumerate(TVDATAFEED_INTERVALS):
+        cs = f"cs_interval{k:02d}"
+        peer.send("chart_create_session", cs, "")
+        peer.send("resolve_symbol", cs, "sym_1", "=" + spec)
+        peer.send("create_series", cs, "s1", "s1", "sym_1", res, 20, "")
+        got = peer.until("series_completed", p0=cs)
+        served = bars_of([p for p in got if isinstance(p, dict) and p["p"][0] == cs])
+        truth = tv.bars("NSE:RELIANCE", res, 20)
+        assert truth == twin.bars("NSE:RELIANCE", res, 20)
+        assert len(truth) == 20
+        assert [b["v"][0] for b in served[:20]] == [b.time for b in truth], res
+        assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in truth)
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,6 +527,11 @@ def test_sign_in_variants(make):
         peer.chart("NASDAQ:AAPL", token=token)
         peer.send("create_series", CS, "s1", "s1", "sym_1", "1D", 10, "")
         assert len(bars_of(peer.until("series_completed"))) >= 10
+        # A signed-in session may hold a second series in the same chart session.
+        peer.send("create_series", CS, "s2", "s1", "sym_1", "60", 10, "")
+        got = peer.until("series_completed", p1="s2")
+        assert "critical_error" not in methods(got)
+        assert len(bars_of(got, "s2")) >= 10
     finally:
         peer.close()
 
@@ -563,23 +600,49 @@ def test_fault_request_rate_closes_a_flooding_client(make, peers):
     assert peer.close_code() == 1008
 
 
+def well_formed(text: str | bytes) -> bool:
+    """Whether a received message is a text message of valid packets of the right shape."""
+    if not isinstance(text, str):
+        return False
+    try:
+        for payload in split(text):
+            if payload.startswith("~h~"):
+                continue
+            obj = json.loads(payload)
+            if not isinstance(obj, dict) or ("m" in obj and not isinstance(obj.get("p"), list)):
+                return False
+    except (AssertionError, ValueError, IndexError):
+        return False
+    return True
+
+
 @pytest.mark.parametrize(
-    "kind", ["bad_length", "no_prefix", "non_ascii_digits", "trailing_garbage", "not_json"]
+    "kind",
+    [
+        "bad_length",
+        "no_prefix",
+        "non_ascii_digits",
+        "trailing_garbage",
+        "not_json",
+        "bad_shape",
+        "invalid_utf8",
+        "binary",
+    ],
 )
 def test_fault_malformed_frames(make, peers, kind):
     """Malformed: one message arrives that does not frame or parse as the protocol requires."""
     tv = make(faults=(Malformed(kind),))
     peer = peers(tv.ws_url)
     load(peer)
-    texts = []
+    texts: list[Any] = []
     for _ in range(4):
-        text = peer.ws.recv()
-        texts.append(text)
         try:
-            for payload in split(text):
-                if not payload.startswith("~h~"):
-                    json.loads(payload)
-        except (AssertionError, ValueError, IndexError):
+            text = peer.ws.recv()
+        except websocket.WebSocketPayloadException:  # a text frame that is not UTF-8
+            assert kind == "invalid_utf8"
+            return
+        texts.append(text)
+        if not well_formed(text):
             return
     pytest.fail(f"no malformed message among {texts!r}")
 
