@@ -318,3 +318,25 @@ def test_fast_and_public_frame_constructors_agree() -> None:
     pd.testing.assert_frame_equal(frame, public_frame, check_exact=True)
     assert list(public_frame.columns) == list(FRAME_COLUMNS)
     assert public_frame["symbol"].dtype == object
+
+
+def test_utc_index_equals_the_public_constructor() -> None:
+    """The index wrapped with pandas' internal constructors equals the public one exactly."""
+    from tvadapter.history import _utc_index
+
+    nanoseconds = np.array([-1, 0, 1_600_000_000_500_000_000, 2**62], dtype=np.int64)
+    public = pd.DatetimeIndex(nanoseconds.view("datetime64[ns]"), name="datetime")
+    pd.testing.assert_index_equal(_utc_index(nanoseconds), public.tz_localize("UTC"), exact=True)
+
+
+def test_column_major_bars_are_used_in_place_only_without_copy() -> None:
+    """A column-major array (what the fast path returns) gives the same frame either way, and
+    copy=True never shares memory with it."""
+    rows = np.asfortranarray(
+        [[0, 1_600_000_000.0, 1, 2, 0.5, 1.5, 10], [1, 1_600_086_400.0, 2, 3, 1, 2, np.nan]]
+    )
+    copied = bars_frame("X:Y", rows)
+    shared = bars_frame("X:Y", rows, copy=False)
+    pd.testing.assert_frame_equal(copied, shared, check_exact=True)
+    pd.testing.assert_frame_equal(copied, bars_frame("X:Y", np.ascontiguousarray(rows)))
+    assert not np.shares_memory(copied["close"].to_numpy(), rows)
