@@ -50,6 +50,7 @@ and stops the reader thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -62,6 +63,7 @@ from datetime import date, datetime, timezone
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from resilience import _clock
@@ -82,6 +84,7 @@ from .config import NetworkConfig
 from .connection import ConnectionEvent, WebSocketManager
 from .errors import (
     ConfigurationError,
+    ConnectionClosed,
     DataIncompleteError,
     HandshakeForbidden,
     ProtocolError,
@@ -107,6 +110,8 @@ BREAKER_FAILURE_THRESHOLD = 5
 BREAKER_RECOVERY_TIMEOUT = 30.0
 #: How long close() waits for the reader thread.
 CLOSE_JOIN_TIMEOUT = 5.0
+#: How long a failed send waits for the reader to read why the server closed (seconds).
+SERVER_ERROR_WAIT = 1.0
 
 
 @dataclass(eq=False)
@@ -344,7 +349,8 @@ class TvDatafeed:
         fewer only when the server has no more (history start or the plan's cap).  Or a date
         range: ``start`` (and optionally ``end``, default now): datetimes (naive = UTC),
         dates, ISO strings or epoch seconds; every bar whose open time is in
-        ``[start, end]`` is returned and ``n_bars`` is ignored.  ``timeout`` bounds the whole
+        ``[start, end]`` is returned (a range longer than the plan's bar cap is loaded in
+        parts) and ``n_bars`` is ignored.  ``timeout`` bounds the whole
         call, retries included (default ``config.request_deadline``).
 
         Returns a DataFrame (see :mod:`tvadapter.history`: index ``datetime`` in UTC, oldest
@@ -456,7 +462,6 @@ class TvDatafeed:
     def _get_hist(self, query: _Query, timeout: float | None) -> HistoryResult:
         if self._shared.closed:
             raise TvConnectionError("the client is closed")
-        full_symbol = query.symbol
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
         ):
@@ -464,6 +469,56 @@ class TvDatafeed:
         budget = Deadline(
             timeout if timeout is not None else self._config.request_deadline, clock=self._clock
         )
+        result = self._fetch(query, budget)
+        if query.start is not None:
+            result = self._rest_of_range(query, result, budget)
+        return result
+
+    def _rest_of_range(
+        self, query: _Query, result: HistoryResult, budget: Deadline
+    ) -> HistoryResult:
+        """Complete a range the plan's bar cap cut short.
+
+        A range holding more bars than the cap comes back as its newest ``cap`` bars, the load
+        stopped by the cap (``data_completed`` other than ``"end"``).  The server still serves
+        the older part when asked for it as a range of its own (tvkit's segmenting, PROTOCOL
+        §13), so ask for ``[start, oldest - 1]`` until the range start is covered, the server
+        says history ended, or a part brings nothing.  Each part is a checked request of its
+        own (retries, rate limiter, one deadline for all); parts never overlap, so the result
+        is one series, oldest first.
+        """
+        assert query.start is not None
+        parts = [result]
+        part = result
+        while (
+            part.exhausted
+            and part.data_completed != "end"
+            and len(part) > 0
+            and part.times[0] > query.start
+        ):
+            oldest = float(part.times[0])
+            logger.info(
+                "%s: the bar cap cut the range at %s; loading the older part",
+                query.symbol,
+                datetime.fromtimestamp(oldest, tz=timezone.utc).isoformat(),
+            )
+            part = self._fetch(dataclasses.replace(query, end=oldest - 1.0), budget)
+            parts.append(part)
+        if len(parts) == 1:
+            return result
+        return HistoryResult(
+            symbol=result.symbol,
+            resolution=result.resolution,
+            data=np.concatenate([p.data for p in reversed(parts)]),
+            exhausted=part.exhausted,
+            rounds=sum(p.rounds for p in parts),
+            data_completed=part.data_completed,
+            symbol_info=result.symbol_info,
+        )
+
+    def _fetch(self, query: _Query, budget: Deadline) -> HistoryResult:
+        """One checked history request, with retries, within ``budget``."""
+        full_symbol = query.symbol
         refreshed = False
         lock = threading.Lock()
 
@@ -599,7 +654,7 @@ class TvDatafeed:
         )
         clock = self._clock
         try:
-            router.send(request.start(clock()))
+            self._send(router, request.start(clock()), budget)
             self._metrics.add("rounds")
             while not request.finished:
                 remaining = budget.remaining()
@@ -621,7 +676,7 @@ class TvDatafeed:
                 if out:
                     self._take_token(budget)
                     self._metrics.add("rounds")
-                    router.send(out)
+                    self._send(router, out, budget)
             result = request.result()
         except TvTimeoutError as exc:
             self._after_timeout(router, request, exc)
@@ -638,6 +693,18 @@ class TvDatafeed:
                 except TvError as exc:
                     logger.debug("could not delete chart session %s: %s", chart_session, exc)
         return result
+
+    @staticmethod
+    def _send(router: Router, payloads: list[str], budget: Deadline) -> None:
+        """Send on ``router``; a send failing because the server closed the connection raises
+        the reason the server gave first, if any (e.g. a refused token), not the close."""
+        try:
+            router.send(payloads)
+        except ConnectionClosed as exc:
+            reason = router.server_error(wait=min(SERVER_ERROR_WAIT, budget.remaining()))
+            if reason is None:
+                raise
+            raise reason from exc
 
     def _after_timeout(self, router: Router, request: HistoryRequest, exc: TvTimeoutError) -> None:
         """Drop the connection if it went silent (nothing for anybody since our last progress)."""

@@ -212,6 +212,19 @@ class Router:
         ):
             self._thread.join(join)
 
+    def server_error(self, wait: float = 0.0) -> TvError | None:
+        """What the server said before the connection ended (a ``protocol_error``), or None.
+
+        A send can fail on a connection the server has just closed before the reader has
+        read the packet explaining why (``protocol_error "bad auth token"`` then a close):
+        ``wait`` gives the reader up to that many seconds to read what is left (it exits
+        when the connection ends).  Returns a fresh copy (never a shared exception object).
+        """
+        if wait > 0 and self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(wait)
+        error = self._server_error
+        return None if error is None else fresh_copy(error)
+
     def claim_loss(self) -> bool:
         """True for the first caller only: lets one request count this connection's loss
         (e.g. against a circuit breaker) when several requests saw it."""

@@ -24,6 +24,7 @@ from tvadapter import (
     TvConnectionError,
     TvDatafeed,
     TvTimeoutError,
+    _router,
 )
 from tvadapter._auth import Authenticator, Credentials
 from tvadapter.testing import (
@@ -263,6 +264,35 @@ def test_expired_token_is_renewed_once(fake_tv_factory: Factory) -> None:
 
 def test_bad_token_fails_fast(fake_tv_factory: Factory) -> None:
     """A token the server calls bad (protocol_error) raises TokenExpiredError without retry."""
+    tv = fake_tv_factory()
+    with no_new_threads(), TvDatafeed(config=client_config(tv), token="not-a-token") as client:
+        with pytest.raises(TokenExpiredError, match="bad auth token"):
+            client.get_hist("AAPL", "NASDAQ")
+        assert client.metrics().retries == 0
+    assert tv.connection_attempts == 1
+
+
+def test_bad_token_whose_close_beats_the_reader(
+    fake_tv_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a request's first send fails on the connection the server closed after "bad auth
+    token" (the reader has read the reason but not yet reported the loss), the request raises
+    TokenExpiredError at once: no retry, no second connection."""
+    real_register = _router.Router.register
+    real_die = _router.Router._die
+
+    def register(self: _router.Router, chart_session: str) -> Any:
+        deadline = time.monotonic() + 5.0
+        while self.manager.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.005)  # until the reader has seen the server's close
+        return real_register(self, chart_session)
+
+    def die(self: _router.Router, error: Any) -> None:
+        time.sleep(0.3)  # ...and before it marks the router dead
+        real_die(self, error)
+
+    monkeypatch.setattr(_router.Router, "register", register)
+    monkeypatch.setattr(_router.Router, "_die", die)
     tv = fake_tv_factory()
     with no_new_threads(), TvDatafeed(config=client_config(tv), token="not-a-token") as client:
         with pytest.raises(TokenExpiredError, match="bad auth token"):
