@@ -1227,21 +1227,33 @@ def test_bucket_decorates_methods() -> None:
 
 def test_fifo_large_request_is_not_starved() -> None:
     """Waiters are served first-come first-served: a queued large request goes before a later
-    small one, and try_acquire does not jump the queue (real threads, real clock)."""
-    bucket = TokenBucket(rate=40.0, capacity=4)
+    small one, and try_acquire does not jump the queue (real threads, gated fake time)."""
+    clock = FakeClock()
+    gate = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        gate.wait(10)
+        clock.sleep(seconds)
+
+    bucket = TokenBucket(rate=10.0, capacity=4, clock=clock, sleep=sleep)
     assert bucket.try_acquire(4)
-    order: list[str] = []
-    big = threading.Thread(target=lambda: (bucket.acquire(4), order.append("big")))
+    results: list[bool] = []
+    big = threading.Thread(target=lambda: results.append(bucket.acquire(4)))
     big.start()
     deadline = time.monotonic() + 5
-    while bucket.retry_after(1) < 0.1 and time.monotonic() < deadline:  # big is queued
+    while bucket.retry_after(1) < 0.45 and time.monotonic() < deadline:  # big is queued
         time.sleep(0.001)
-    time.sleep(0.03)
-    assert bucket.try_acquire() is False
-    bucket.acquire(1)
-    order.append("small")
+    assert bucket.try_acquire() is False  # no queue jumping
+    small = threading.Thread(target=lambda: results.append(bucket.acquire(1)))
+    small.start()
+    while bucket.retry_after(1) < 0.55 and time.monotonic() < deadline:  # small queued too
+        time.sleep(0.001)
+    gate.set()
     big.join(5)
-    assert order == ["big", "small"]
+    small.join(5)
+    assert results == [True, True]
+    # The head (big) slept 0.4 s for its four tokens; only then did small wait its 0.1 s.
+    assert clock.sleeps == [pytest.approx(0.4), pytest.approx(0.1)]
 
 
 def test_eight_threads_never_exceed_the_bound() -> None:
@@ -1268,7 +1280,7 @@ def test_eight_threads_never_exceed_the_bound() -> None:
         t.join(10)
     end = time.monotonic()
     assert len(stamps) <= capacity + rate * (end - start) + 1e-6
-    assert len(stamps) >= rate * 0.4 * 0.5  # and it does grant (loose, noisy machine)
+    assert len(stamps) >= capacity  # and it does grant (at least the burst; noisy machines)
 
 
 @pytest.mark.parametrize(
@@ -1791,7 +1803,7 @@ def test_redis_unreachable_never_hangs_beyond_the_timeout() -> None:
     assert bucket.acquire(timeout=0.2) is True
     started = time.monotonic()
     assert bucket.acquire(timeout=0.2) is False
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
 
 
 def test_redis_password_never_in_repr_logs_or_errors(caplog: pytest.LogCaptureFixture) -> None:
