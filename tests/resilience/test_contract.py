@@ -21,7 +21,7 @@ import threading
 import time
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from resilience import (
     retrying,
     timeout,
 )
-from resilience.testing import FakeClock
+from resilience.testing import FakeClock, stop_timeout_watchdog
 
 NAN = float("nan")
 JITTERS = ("none", "full", "equal", "decorrelated", "proportional")
@@ -88,6 +88,13 @@ def flaky(failures: int, exc: BaseException | None = None) -> tuple[Callable[[],
 
 def no_sleep(seconds: float) -> None:
     raise AssertionError(f"sleep({seconds}) must not be called")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_watchdog_left() -> Iterator[None]:
+    """Leave no @timeout watchdog thread behind for later modules."""
+    yield
+    stop_timeout_watchdog()
 
 
 # ============================================================================================
