@@ -304,6 +304,25 @@ def test_websocket_manager_connect_retries_a_429(fake_tv_factory: Factory) -> No
     manager.disconnect()
 
 
+def test_websocket_manager_reconnects_and_reuses(fake_tv_factory: Factory) -> None:
+    """connect() reuses a live connection, replaces one the server dropped (health check on
+    reuse) and one older than max_connection_age."""
+    tv = fake_tv_factory()
+    config = config_for(tv, health_check_after=0.0, ping_timeout=1.0)
+    with WebSocketManager(config) as manager:
+        manager.connect()
+        assert tv.connection_attempts == 1
+        tv.drop_connections(1006)
+        assert tv.wait_for(lambda s: s.open_connections == 0, timeout=5.0)
+        manager.connect()
+        assert manager.is_connected() and tv.connection_attempts == 2
+    with WebSocketManager(config.replace(max_connection_age=0.2)) as aging:
+        time.sleep(0.3)
+        aging.connect()
+        assert aging.is_connected()
+    assert tv.connection_attempts == 4
+
+
 # -- TvDatafeed: surface, shape, symbols, intervals ---------------------------------------------
 
 INTERVALS = {
@@ -897,3 +916,30 @@ def test_cli_exit_codes_and_one_line_errors(fake_tv_factory: Factory, tmp_path: 
 
     code, out, _ = run_cli(["search", "AAPL", "-e", "NASDAQ"], env)
     assert code == 0 and "NASDAQ:AAPL" in out
+
+
+def test_cli_range_and_live(fake_tv_factory: Factory, tmp_path: Any) -> None:
+    """`hist --start/--end` writes exactly the range; `live --count N` prints N closed bars."""
+    tv = fake_tv_factory(live=True, bar_seconds=0.05, heartbeat_interval=0.2)
+    env = {"TV_WS_URL": tv.ws_url, "TV_REQUESTS_PER_MINUTE": "100000", "TV_BURST_SIZE": "100"}
+    newest = tv.bars("NASDAQ:AAPL", "1D", 1)[0].time
+    start = datetime.fromtimestamp(newest - 40 * 86_400, tz=timezone.utc)
+    end = datetime.fromtimestamp(newest - 10 * 86_400, tz=timezone.utc)
+    target = tmp_path / "range.json"
+    argv = ["hist", "NASDAQ:AAPL", "--start", start.isoformat(), "--end", end.isoformat()]
+    code, _, err = run_cli([*argv, "-o", str(target)], env)
+    assert code == 0, err
+    written = pd.read_json(target)
+    truth = tv.bars("NASDAQ:AAPL", "1D", start=start.timestamp(), end=end.timestamp())
+    assert len(written) == len(truth) > 10
+    assert np.allclose(written["close"].to_numpy(), [b.close for b in truth])
+
+    code, out, err = run_cli(["live", "BTCUSDT", "-e", "BINANCE", "-i", "1", "--count", "3"], env)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0] == "datetime,symbol,open,high,low,close,volume"
+    assert len(lines) == 4 and all(",BINANCE:BTCUSDT," in line for line in lines[1:])
+    closed = {b.time: b for b in tv.bars("BINANCE:BTCUSDT", "1")}
+    stamps = [datetime.fromisoformat(line.split(",")[0]).timestamp() for line in lines[1:]]
+    assert stamps == sorted(stamps) and all(t in closed for t in stamps)
+    assert [float(line.split(",")[5]) for line in lines[1:]] == [closed[t].close for t in stamps]
