@@ -483,7 +483,8 @@ class TvDatafeed:
         stopped by the cap (``data_completed`` other than ``"end"``).  The server still serves
         the older part when asked for it as a range of its own (tvkit's segmenting, PROTOCOL
         §13), so ask for ``[start, oldest - 1]`` until the range start is covered, the server
-        says history ended, or a part brings nothing.  Each part is a checked request of its
+        says history ended, or a part brings nothing (logged as a warning when the server
+        said "limit": a cap in time, not only in count).  Each part is a checked request of its
         own (retries, rate limiter, one deadline for all); parts never overlap, so the result
         is one series, oldest first.
         """
@@ -504,6 +505,13 @@ class TvDatafeed:
             )
             part = self._fetch(dataclasses.replace(query, end=oldest - 1.0), budget)
             parts.append(part)
+            if len(part) == 0 and part.data_completed == "limit":
+                logger.warning(
+                    "%s: the server serves no bars before %s (its bar cap): the range is "
+                    "returned from there",
+                    query.symbol,
+                    datetime.fromtimestamp(oldest, tz=timezone.utc).isoformat(),
+                )
         if len(parts) == 1:
             return result
         return HistoryResult(

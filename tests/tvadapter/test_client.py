@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from tvadapter import (
     TvConnectionError,
     TvDatafeed,
 )
+from tvadapter._request import HistoryResult
 from tvadapter.testing import FakeTradingView
 
 Factory = Callable[..., FakeTradingView]
@@ -135,6 +137,48 @@ def test_date_range_longer_than_a_round(fake_tv_factory: Factory) -> None:
     assert_same_bars(
         frame, tv.bars("BINANCE:BTCUSDT", "1", start=start, end=end), "BINANCE:BTCUSDT"
     )
+
+
+def test_date_range_past_the_cap_is_loaded_in_parts(fake_tv_factory: Factory) -> None:
+    """An anonymous range of ~3 caps' worth of minute bars: several range requests, one exact,
+    gap-free series."""
+    tv = fake_tv_factory()
+    cap = tv.bar_cap(None)
+    newest = tv.bars("BINANCE:BTCUSDT", "1", 1)[0].time
+    start, end = newest - 3 * cap * 60 + 0.5, newest - 60
+    with TvDatafeed(config=client_config(tv)) as client:
+        frame = client.get_hist("BINANCE:BTCUSDT", interval="1", start=start, end=end)
+    truth = tv.bars("BINANCE:BTCUSDT", "1", start=start, end=end)
+    assert len(truth) > 2 * cap
+    assert_same_bars(frame, truth, "BINANCE:BTCUSDT")
+    assert tv.requests.get("create_series") == 3
+
+
+def test_date_range_part_refused_is_a_warning(
+    fake_tv_factory: Factory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the server serves nothing older than a cut range ("limit" and no bars), the range is
+    returned from its oldest bar and a warning says so."""
+    tv = fake_tv_factory()
+    cap = tv.bar_cap(None)
+    newest = tv.bars("BINANCE:BTCUSDT", "1", 1)[0].time
+    with TvDatafeed(config=client_config(tv)) as client:
+        real_fetch = client._fetch
+        queries: list[Any] = []
+
+        def fetch(query: Any, budget: Any) -> HistoryResult:
+            queries.append(query)
+            if len(queries) == 1:
+                return real_fetch(query, budget)
+            empty = np.empty((0, 7), dtype=np.float64)
+            return HistoryResult(query.symbol, query.resolution, empty, True, 1, "limit")
+
+        monkeypatch.setattr(client, "_fetch", fetch)
+        with caplog.at_level(logging.WARNING, logger="tvadapter"):
+            frame = client.get_hist("BINANCE:BTCUSDT", "", "1", start=newest - 2 * cap * 60)
+    assert len(queries) == 2 and queries[1].end < frame.index[0].timestamp()
+    assert_same_bars(frame, tv.bars("BINANCE:BTCUSDT", "1", cap), "BINANCE:BTCUSDT")
+    assert "serves no bars before" in caplog.text
 
 
 def test_date_range_until_now_and_empty_range(fake_tv_factory: Factory) -> None:
