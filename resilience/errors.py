@@ -45,7 +45,9 @@ class ResilienceError(Exception):
 
 
 def _restore_error(cls: type[ResilienceError], args: tuple[Any, ...]) -> ResilienceError:
-    return cls.__new__(cls, *args)
+    error = cls.__new__(cls)
+    error.args = args  # __new__ keeps args only for classes without their own __init__
+    return error
 
 
 class RetryError(ResilienceError):

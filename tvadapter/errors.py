@@ -33,6 +33,8 @@ Messages never contain secrets (passwords, tokens, cookies).
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticationError",
     "CaptchaRequiredError",
@@ -58,7 +60,22 @@ __all__ = [
 
 
 class TvError(Exception):
-    """Root of every exception :mod:`tvadapter` raises."""
+    """Root of every exception :mod:`tvadapter` raises.
+
+    Every one survives ``pickle`` and ``copy`` with its fields (bulk workers and
+    multiprocessing send exceptions across), although several take keyword-only arguments.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default reduce calls cls(*args), which misses keyword-only arguments: rebuild
+        # without __init__ and restore the fields from the instance dict instead.
+        return (_restore_error, (type(self), self.args), self.__dict__ or None)
+
+
+def _restore_error(cls: type[TvError], args: tuple[Any, ...]) -> TvError:
+    error = cls.__new__(cls)
+    error.args = args  # __new__ keeps args only for classes without their own __init__
+    return error
 
 
 class ConfigurationError(TvError, ValueError):
