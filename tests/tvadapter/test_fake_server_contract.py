@@ -180,6 +180,7 @@ def test_context_manager_serves_on_an_ephemeral_localhost_port_and_stops():
         match = re.fullmatch(r"ws://127\.0\.0\.1:(\d+)/socket\.io/websocket", tv.ws_url)
         assert match and int(match.group(1)) not in (0, 80, 443)
         assert tv.origin == ORIGIN
+        assert tv.config.heartbeat_interval == 10.0  # the real server's period by default
         peer = Peer(tv.ws_url)
         assert peer.hello()
         peer.close()
