@@ -149,8 +149,10 @@ class Credentials:
         if self.totp is not None and not callable(self.totp):
             _check_text("totp", self.totp)
         if (self.username is None) != (self.password is None):
-            missing = "password" if self.password is None else "username"
-            raise ValueError(f"{missing} is required when signing in with a password")
+            given, missing = (
+                ("username", "password") if self.password is None else ("password", "username")
+            )
+            raise ValueError(f"{missing} is required with a {given} (a password sign-in)")
         if self.session_id_sign is not None and self.session_id is None:
             raise ValueError("session_id is required when session_id_sign is given")
         if self.totp is not None and self.password is None:

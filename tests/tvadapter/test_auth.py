@@ -860,9 +860,11 @@ def test_credentials_from_env() -> None:
     assert creds.username == "alice" and creds.password == PASSWORD
     assert Credentials.from_env({"TV_SESSION_ID": "sid", "TV_PASSWORD": ""}).session_id == "sid"
     assert Credentials.from_env({}).is_anonymous
-    with pytest.raises(ValueError, match="TV_USERNAME") as info:
+    with pytest.raises(ValueError, match="TV_USERNAME is required with a TV_PASSWORD") as info:
         Credentials.from_env({"TV_PASSWORD": PASSWORD})
     assert PASSWORD not in str(info.value)
+    with pytest.raises(ValueError, match="TV_PASSWORD is required with a TV_USERNAME"):
+        Credentials.from_env({"TV_USERNAME": "alice"})
 
 
 # -- against the project's fake TradingView server (tvadapter.testing) --------------------------
