@@ -483,7 +483,8 @@ class WebSocketManager:
                             "connect_failed", self._connection_id, attempt=attempt.number, error=exc
                         )
                     else:
-                        logger.error("cannot connect to %s: %s (not retrying)", self._where, exc)
+                        # Raised to the caller, who decides how loud to be.
+                        logger.warning("cannot connect to %s: %s (not retrying)", self._where, exc)
                         self._emit(
                             "gave_up", self._connection_id, attempt=attempt.number, error=exc
                         )

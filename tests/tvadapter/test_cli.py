@@ -267,6 +267,14 @@ def test_handshake_429_exits_6(fake_tv_factory: Factory) -> None:
     assert err.count("\n") == 1
 
 
+def test_handshake_403_exits_2_with_one_line(fake_tv_factory: Factory) -> None:
+    """A refused Origin (HTTP 403) is a configuration error: exit 2, one line, no log noise."""
+    tv = fake_tv_factory(faults=(RejectHandshake(403),))
+    code, _, err = run_cli("hist", "NASDAQ:AAPL", *net(tv), "--timeout", "3")
+    assert code == cli.EXIT_USAGE, err
+    assert err.count("\n") == 1 and "HandshakeForbidden" in err
+
+
 def test_wrong_password_exits_4_and_never_prints_it(fake_tv_factory: Factory) -> None:
     """A refused sign-in exits 4; the password appears nowhere in the output."""
     tv = fake_tv_factory(users={"alice": "secret"})
