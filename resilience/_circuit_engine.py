@@ -24,6 +24,13 @@ HALF_OPEN               a call arrives while every probe slot is   HALF_OPEN (re
 any                     ``reset()``                                CLOSED (counters cleared)
 ======================  =========================================  ==========================
 
+Reading ``state`` reports what the next call would find: ``state`` reads HALF_OPEN once
+``recovery_timeout`` has elapsed (``clock() >= opened_at + recovery_timeout``, the same test
+that admits the first probe), and ``retry_after`` is then 0.0, although the stored state is
+still OPEN.  The read is pure: it changes nothing and calls no listener.  Listeners hear
+OPEN -> HALF_OPEN when the first probe is admitted (the first OPEN row above), as does the
+stored state.
+
 Failure rules while CLOSED (any one opens the breaker):
 
 * *count mode* (``failure_rate_threshold is None``): ``failure_threshold`` consecutive failures;
@@ -111,7 +118,12 @@ class Engine(Protocol):
     """
 
     @property
-    def state(self) -> CircuitState: ...
+    def state(self) -> CircuitState:
+        """The state the next call would find (HALF_OPEN once an OPEN breaker's time is up).
+
+        A pure read: no transition, no listener call.
+        """
+        ...
 
     @property
     def failure_count(self) -> int: ...
@@ -216,7 +228,13 @@ class MemoryEngine:
 
     @property
     def state(self) -> CircuitState:
-        return self._state
+        # Lock-free, like the OPEN rejection in acquire (the same expression decides both, so
+        # a read of HALF_OPEN means the next call is admitted as a probe).  _enter sets
+        # _opened_at before _state, so a fresh OPEN is never paired with an old opening time.
+        state = self._state
+        if state is _OPEN and self._opened_at + self._recovery - self.clock() <= 0:
+            return _HALF_OPEN
+        return state
 
     @property
     def failure_count(self) -> int:
@@ -225,10 +243,10 @@ class MemoryEngine:
         return self._window_failures
 
     def retry_after(self) -> float:
-        """Seconds until a call could be admitted (0.0 unless OPEN)."""
+        """Seconds until a call could be admitted (0.0 unless OPEN, and once its time is up)."""
         if self._state is not _OPEN:
             return 0.0
-        return max(0.0, self._opened_at + self.config.recovery_timeout - self.clock())
+        return max(0.0, self._opened_at + self._recovery - self.clock())
 
     # -- admission ----------------------------------------------------------------------------
 

@@ -22,7 +22,9 @@ named ``N`` keeps a hash ``<prefix>{N}`` (``state``, ``epoch``, consecutive ``fa
 rate window's ``n``, ``pos``, ``wf`` failures, ``ws`` slow calls) plus, in rate or slow-call
 mode, the window's slots as a string ``<prefix>{N}:w`` (one digit per call).  Every decision
 is **one Lua script, one round trip, atomic**: ``acquire`` (admit / reject / OPEN ->
-HALF_OPEN), ``record`` (apply an outcome, maybe transition), ``reset`` and a read.  Time
+HALF_OPEN), ``record`` (apply an outcome, maybe transition), ``reset`` and a read (which,
+like the in-memory one, reports HALF_OPEN once an OPEN breaker's ``opened_at`` +
+``recovery_timeout`` is reached by the server time, without changing anything).  Time
 comes from the Redis server (``TIME``), so the clients' clocks may disagree; call durations
 for the slow-call rule are measured locally with the breaker's ``clock``.  Both keys expire
 after ``max(idle_ttl, 2 * recovery_timeout)`` without writes, so an idle breaker costs
@@ -243,10 +245,20 @@ return old
 """
 )
 
-# Reply: {state, failures, window failures}.
+# ARGV: recovery_timeout_us, now ('' = server time).
+# Reply: {state, failures, window failures}; state is what the next acquire would find:
+# 'half_open' for a stored 'open' whose recovery time is up (the acquire script's test).
+# Read-only: the transition itself is left to the next acquire.
 _READ = LuaScript(
-    """
-return redis.call('HMGET', KEYS[1], 'state', 'failures', 'wf')
+    _PRELUDE
+    + """
+local v = redis.call('HMGET', KEYS[1], 'state', 'failures', 'wf', 'opened_at')
+local st = v[1]
+if st == 'open' then
+  local left = tonumber(v[4] or '0') + tonumber(ARGV[1]) - now_us(ARGV[2])
+  if left <= 0 then st = 'half_open' end
+end
+return {st, v[2], v[3]}
 """
 )
 
@@ -423,7 +435,9 @@ class RedisEngine:
 
     def _read(self) -> tuple[CircuitState, int] | None:
         try:
-            raw_state, failures, window_failures = self._conn.eval_script(_READ, self._keys, ())
+            raw_state, failures, window_failures = self._conn.eval_script(
+                _READ, self._keys, (self._acquire_args[0], self._now_arg())
+            )
         except BackendUnavailable:
             if self._mode is FailMode.CLOSED:
                 raise

@@ -18,8 +18,9 @@ the top of :mod:`resilience._circuit_engine`.  In short:
   are recorded).  With ``slow_call_duration`` set, calls taking at least that long are *slow*,
   and a slow-call rate reaching ``slow_call_rate_threshold`` over the same window opens it too.
 * **OPEN** - calls are rejected with :class:`~resilience.CircuitOpenError` whose
-  ``retry_after`` is the time left of ``recovery_timeout``.  The first call after that time
-  moves the breaker to HALF_OPEN (``state`` keeps saying OPEN until a call arrives).
+  ``retry_after`` is the time left of ``recovery_timeout``.  Once that time is up, ``state``
+  reads HALF_OPEN (what the next call will find); the first call then admitted is the first
+  probe, and that is when the transition is made and listeners hear OPEN -> HALF_OPEN.
 * **HALF_OPEN** - up to ``half_open_max_calls`` probe calls are admitted; the others are
   rejected with ``retry_after=0.0``.  A failed (or slow) probe re-opens the breaker and restarts
   the timer; when every probe has succeeded the breaker closes with fresh counters.
@@ -280,6 +281,14 @@ class CircuitBreaker:
     short lock.  Outcomes of concurrent calls are applied in the order they finish.
     Listeners run in the thread whose call caused the transition, after the state changed;
     an exception raised by a listener is logged and does not reach the caller.
+
+    ``state`` is a pure read of what the next call would find: it reads HALF_OPEN once
+    ``recovery_timeout`` has elapsed since the breaker opened, while the stored state is
+    still OPEN.  Reading it changes nothing and calls no listener; listeners hear
+    OPEN -> HALF_OPEN when the first probe is admitted (the first call after the timeout),
+    which is also when the stored state changes.  So a breaker read as HALF_OPEN that gets
+    no call for a while reports no transition at all, and one whose first probe succeeds
+    reports OPEN -> HALF_OPEN then HALF_OPEN -> CLOSED, both during that call.
     """
 
     def __init__(
@@ -382,7 +391,11 @@ class CircuitBreaker:
 
     @property
     def state(self) -> CircuitState:
-        """The current state (with a remote store, one round trip)."""
+        """The state the next call would find (with a remote store, one round trip).
+
+        HALF_OPEN once ``recovery_timeout`` has elapsed since the breaker opened, even though
+        no probe has been admitted yet.  A pure read: no transition, no listener call.
+        """
         return self._engine.state
 
     @property

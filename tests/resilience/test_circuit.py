@@ -75,7 +75,7 @@ def test_original_design_cycle() -> None:
         breaker.call(ok)
     assert info.value.retry_after == pytest.approx(0.5)
     clock.advance(0.5)
-    assert breaker.state is OPEN  # moves to HALF_OPEN only when a call arrives
+    assert breaker.state is HALF_OPEN  # what the next call finds (it is moved by that call)
     assert breaker.call(ok) == "ok"
     assert breaker.state is CLOSED and breaker.failure_count == 0
 
@@ -148,6 +148,53 @@ def test_ignored_probe_gives_its_slot_back() -> None:
     assert breaker.state is HALF_OPEN
     assert breaker.call(ok) == "ok"
     assert breaker.state is CLOSED
+
+
+def test_state_reads_half_open_once_recovery_timeout_elapsed() -> None:
+    """state reads HALF_OPEN when the timeout is up, without a transition until a probe runs."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=10.0, clock=clock)
+    seen: list[tuple[CircuitState, CircuitState]] = []
+    breaker.add_listener(lambda b, old, new: seen.append((old, new)))
+    trip(breaker, 1)
+    assert breaker.state is OPEN and seen == [(CLOSED, OPEN)]
+    eps = 2.0**-20  # about 1e-6, and exact in binary: the clock lands on 10.0 exactly below
+    clock.advance(10.0 - eps)
+    assert breaker.state is OPEN
+    assert breaker._engine.retry_after() == eps  # type: ignore[attr-defined]
+    clock.advance(eps)  # exactly opened_at + recovery_timeout
+    assert breaker.state is HALF_OPEN
+    clock.advance(5.0)
+    for _ in range(3):
+        assert breaker.state is HALF_OPEN  # reading is pure: no listener, no state change
+    assert breaker._engine.retry_after() == 0.0  # type: ignore[attr-defined]
+    assert breaker._engine._state is OPEN  # type: ignore[attr-defined]
+    assert seen == [(CLOSED, OPEN)]
+    probes: list[CircuitState] = []
+    assert breaker.call(lambda: probes.append(breaker.state) or "ok") == "ok"
+    assert probes == [HALF_OPEN]  # during the probe the stored state is HALF_OPEN too
+    assert breaker.state is CLOSED
+    assert seen == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
+
+
+def test_state_read_after_timeout_matches_admission_in_rate_mode() -> None:
+    """Rate mode (the windowed engine path) reads HALF_OPEN after the timeout, OPEN again
+    after a failed probe."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        failure_rate_threshold=0.5, window_size=2, minimum_calls=2, recovery_timeout=3.0,
+        clock=clock,
+    )  # fmt: skip
+    trip(breaker, 2)
+    assert breaker.state is OPEN
+    clock.advance(3.0)
+    assert breaker.state is HALF_OPEN
+    trip(breaker, 1)  # the probe fails: OPEN for a fresh recovery_timeout
+    assert breaker.state is OPEN
+    clock.advance(2.5)
+    assert breaker.state is OPEN
+    clock.advance(0.5)
+    assert breaker.state is HALF_OPEN
 
 
 def test_permit_records_once() -> None:
@@ -758,6 +805,12 @@ class RefBreaker:
             self.consecutive = 0
             self.window = []
 
+    def observed(self, now: float) -> CircuitState:
+        """What ``breaker.state`` reads: HALF_OPEN for an OPEN breaker whose time is up."""
+        if self.state is OPEN and now >= self.opened_at + self.config.recovery_timeout:
+            return HALF_OPEN
+        return self.state
+
     @property
     def failure_count(self) -> int:
         if self.config.failure_rate_threshold is None:
@@ -926,7 +979,7 @@ class BreakerMachine(RuleBasedStateMachine):
     def same_state(self) -> None:
         if not hasattr(self, "model"):
             return
-        assert self.breaker.state is self.model.state
+        assert self.breaker.state is self.model.observed(self.clock())
         assert self.breaker.failure_count == self.model.failure_count
         assert self.seen == self.model.transitions
 

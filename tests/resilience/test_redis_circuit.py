@@ -81,8 +81,34 @@ def test_real_server_time(redis_url: str) -> None:
         breaker.call(ok)
     assert 0 < info.value.retry_after <= 0.2
     time.sleep(0.25)
+    assert breaker.state is HALF_OPEN  # the read script compares with the server's TIME
     assert breaker.call(ok) == "ok"
     assert breaker.state is CLOSED
+
+
+def test_state_reads_half_open_once_recovery_timeout_elapsed(store: RedisCircuitStore) -> None:
+    """Every breaker on the name reads HALF_OPEN when the time is up; no listener hears it
+    until the first probe is admitted."""
+    clock = store.test_time
+    assert isinstance(clock, FakeClock)
+    name = unique()
+    breaker = CircuitBreaker(1, 10.0, store=store, name=name, clock=clock)
+    other = CircuitBreaker(1, 10.0, store=store, name=name, clock=clock)  # another worker
+    seen: list[tuple[CircuitState, CircuitState]] = []
+    breaker.add_listener(lambda b, old, new: seen.append((old, new)))
+    other.add_listener(lambda b, old, new: seen.append((old, new)))
+    trip(breaker, 1)
+    eps = 2.0**-10  # exact in binary, so the store time lands on opened_at + 10 s exactly
+    clock.advance(10.0 - eps)
+    assert breaker.state is OPEN and other.state is OPEN
+    clock.advance(eps)
+    assert breaker.state is HALF_OPEN and other.state is HALF_OPEN
+    assert breaker.failure_count == 1  # the same read carries the count
+    raw = store.connection.execute(lambda c: c.hget(store.keys(name)[0], "state"))
+    assert raw == b"open" and seen == [(CLOSED, OPEN)]  # the read changed nothing
+    assert other.call(ok) == "ok"  # the probe, admitted through the other breaker
+    assert breaker.state is CLOSED
+    assert seen == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
 
 
 def test_two_breaker_objects_share_one_state_and_probe_slots(store: RedisCircuitStore) -> None:
