@@ -37,22 +37,34 @@ kept out of ``repr`` and logs (:meth:`RedisSettings.redacted_url`).
   redis-py re-opens broken connections by itself on the next command.
 * ``eval_script(script, keys, args)`` runs a :class:`LuaScript` with ``EVALSHA`` (one round
   trip) and falls back to ``EVAL`` (which also caches it) on ``NOSCRIPT``, e.g. after a
-  server restart.
+  server restart.  For a call repeated with the same arguments, ``prepare(...)`` encodes it
+  once and ``run(prepared)`` sends it as is: the hot path of the backends.  ``run`` skips
+  redis-py's client layer (connection pool checkout and its per-call socket poll, argument
+  encoding, instrumentation) and talks to redis-py connections directly: a caller pops an
+  idle connection of its own (a new one when none is idle, so N threads at once get N
+  sockets and never queue behind one), sends, reads the one reply, and puts it back; a
+  connection that failed or was interrupted between send and read is disconnected first
+  (redis-py reconnects it on its next use).
 * Errors: connection errors, timeouts and ``OSError`` mark the server down; other
   ``RedisError`` (e.g. ``WRONGTYPE`` on a foreign key) raise ``BackendUnavailable`` without
   back-off.  Every conversion keeps the original as ``__cause__``.
 
-``RedisConnection`` is thread-safe and fork-aware through redis-py's connection pools.
+``RedisConnection`` is thread-safe and fork-aware (redis-py's connection pools check the
+process id; a forked child drops the idle connections of ``run`` it inherited, through an
+``os.register_at_fork`` hook, and opens its own).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import inspect
 import logging
 import math
+import os
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -70,6 +82,7 @@ __all__ = [
     "MIN_IO_TIMEOUT",
     "FailMode",
     "LuaScript",
+    "PreparedScript",
     "RedisConnection",
     "RedisSettings",
     "import_redis",
@@ -256,6 +269,49 @@ class LuaScript:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
+def _resp(parts: Sequence[str | bytes | int | float]) -> bytes:
+    """One command in the Redis protocol (RESP), encoded as redis-py encodes arguments:
+    str in UTF-8, numbers by ``repr``."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        if isinstance(part, bytes):
+            data = part
+        elif isinstance(part, str):
+            data = part.encode()
+        elif isinstance(part, (int, float)) and not isinstance(part, bool):
+            data = repr(part).encode()
+        else:
+            raise TypeError(f"a script argument must be str, bytes or a number, not {part!r}")
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+@dataclass(frozen=True)
+class PreparedScript:
+    """A script call with its keys and arguments, encoded once (the ``EVALSHA`` command, and
+    the ``EVAL`` fallback for a server that lost its script cache); immutable.
+
+    Build with :meth:`RedisConnection.prepare`, run with :meth:`RedisConnection.run`:
+    a call repeated with the same arguments then costs no encoding at all."""
+
+    script: LuaScript
+    evalsha: tuple[bytes]  # as redis-py's packed commands: a sequence of byte chunks
+    eval: tuple[bytes]
+
+
+#: Every live RedisConnection, so that a forked child drops its parent's sockets.
+_LIVE: weakref.WeakSet[RedisConnection] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children
+    for connection in list(_LIVE):
+        connection._forget_connections()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class RedisConnection:
     """Clients for one Redis server, with bounded timeouts and reconnect back-off.
 
@@ -291,6 +347,13 @@ class RedisConnection:
         while grid[-1] / 2 >= MIN_IO_TIMEOUT:
             grid.append(grid[-1] / 2)
         self._grid = grid  # decreasing socket timeouts
+        # Idle connections per socket timeout, for run(): a thread pops one, uses it alone and
+        # appends it back (deque.pop/append are atomic), so concurrent callers get their
+        # own sockets (the set grows to the number of callers at once) and no pool lock or
+        # per-call pool checks are paid.
+        self._idle: dict[float, collections.deque[Any]] = {}
+        self._default_idle = self._idle_for(grid[0])
+        _LIVE.add(self)
 
     def __repr__(self) -> str:
         return f"RedisConnection({self.settings.redacted_url()!r})"
@@ -305,14 +368,31 @@ class RedisConnection:
         with self._lock:
             clients = list(self._clients.values())
             self._clients.clear()
+            idle = [conn for queue in self._idle.values() for conn in queue]
+            for queue in self._idle.values():
+                queue.clear()
+        for conn in idle:
+            conn.disconnect()
         for client in clients:
             client.close()
 
+    def _forget_connections(self) -> None:
+        """In a forked child: drop the parent's connections without touching them."""
+        self._lock = threading.Lock()
+        self._clients = {}
+        self._idle = {}
+        self._default_idle = self._idle_for(self._grid[0])
+
+    def _idle_for(self, io_timeout: float) -> collections.deque[Any]:
+        queue = self._idle.get(io_timeout)
+        if queue is None:
+            queue = self._idle.setdefault(io_timeout, collections.deque())
+        return queue
+
     def _client(self, io_timeout: float) -> redis_module.Redis:
-        with self._lock:
-            client = self._clients.get(io_timeout)
-            if client is not None:
-                return client
+        client = self._clients.get(io_timeout)  # a dict read needs no lock
+        if client is not None:
+            return client
         s = self.settings
         retry_mod = self._redis.retry
         backoff_mod = self._redis.backoff
@@ -341,13 +421,9 @@ class RedisConnection:
                 return t
         return self._grid[-1]
 
-    def execute(self, fn: Callable[[redis_module.Redis], T], *, timeout: float | None = None) -> T:
-        """Run ``fn(client)`` within ``timeout`` seconds (None: the configured socket timeout).
-
-        Raises ``BackendUnavailable`` (server down or refusing) or ``DeadlineExceeded`` (a
-        budget-limited call timed out).
-        """
-        probe = False
+    def _admit(self) -> bool:
+        """Called while marked down: raise at once inside the back-off or while another
+        caller probes; else become the prober (True)."""
         with self._lock:
             if self._backoff:
                 now = self._clock()
@@ -356,33 +432,109 @@ class RedisConnection:
                         f"redis at {self.settings.redacted_url()} is unavailable "
                         f"(next attempt in {max(0.0, self._down_until - now):.3f}s)"
                     )
-                self._probing = probe = True
-        io_timeout = self._io_timeout(timeout)
+                self._probing = True
+                return True
+        return False
+
+    def _failed(self, exc: BaseException, io_timeout: float, probe: bool) -> BaseException:
+        """The exception to raise for ``exc`` from a call (records the outcome)."""
         errors = self._redis.exceptions
-        try:
-            result = fn(self._client(io_timeout))
-        except errors.TimeoutError as exc:
+        if isinstance(exc, errors.TimeoutError):
             if io_timeout < self.settings.socket_timeout:
                 self._end_probe(probe, ok=None)
-                raise DeadlineExceeded(
+                error: BaseException = DeadlineExceeded(
                     f"redis at {self.settings.redacted_url()} did not answer within "
                     f"the remaining {io_timeout:.3f}s"
-                ) from exc
+                )
+            else:
+                self._end_probe(probe, ok=False)
+                error = self._unavailable(exc)
+        elif isinstance(exc, (errors.ConnectionError, OSError)):
             self._end_probe(probe, ok=False)
-            raise self._unavailable(exc) from exc
-        except (errors.ConnectionError, OSError) as exc:
-            self._end_probe(probe, ok=False)
-            raise self._unavailable(exc) from exc
-        except errors.RedisError as exc:
+            error = self._unavailable(exc)
+        elif isinstance(exc, errors.RedisError):
             self._end_probe(probe, ok=None)
-            raise BackendUnavailable(
+            error = BackendUnavailable(
                 f"redis at {self.settings.redacted_url()} refused the command: {type(exc).__name__}"
-            ) from exc
-        except BaseException:
+            )
+        else:
             self._end_probe(probe, ok=None)
-            raise
-        self._end_probe(probe, ok=True)
+            return exc
+        error.__cause__ = exc
+        return error
+
+    def execute(self, fn: Callable[[redis_module.Redis], T], *, timeout: float | None = None) -> T:
+        """Run ``fn(client)`` within ``timeout`` seconds (None: the configured socket timeout).
+
+        Raises ``BackendUnavailable`` (server down or refusing) or ``DeadlineExceeded`` (a
+        budget-limited call timed out).
+        """
+        probe = self._admit() if self._backoff else False
+        io_timeout = self._io_timeout(timeout)
+        try:
+            result = fn(self._client(io_timeout))
+        except BaseException as exc:
+            error = self._failed(exc, io_timeout, probe)
+            if error is exc:
+                raise
+            raise error from exc
+        if probe or self._backoff:
+            self._end_probe(probe, ok=True)
         return result
+
+    def prepare(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | float]
+    ) -> PreparedScript:
+        """``script`` called with ``keys`` and ``args``, encoded once for :meth:`run`."""
+        tail = (len(keys), *keys, *args)
+        return PreparedScript(
+            script,
+            (_resp(("EVALSHA", script.sha, *tail)),),
+            (_resp(("EVAL", script.source, *tail)),),
+        )
+
+    def run(self, prepared: PreparedScript, *, timeout: float | None = None) -> Any:
+        """Run a prepared script: ``EVALSHA`` (one round trip), ``EVAL`` on ``NOSCRIPT``.
+
+        Same timeouts, errors and back-off as :meth:`execute`.  The hot path of the Redis
+        backends: a connection of its own for the call (no pool checkout), the command sent
+        as prepared, one reply read.
+        """
+        probe = self._admit() if self._backoff else False
+        if timeout is None:
+            io_timeout = self._grid[0]
+            idle = self._default_idle
+        else:
+            io_timeout = self._io_timeout(timeout)
+            idle = self._idle_for(io_timeout)
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = None
+        try:
+            if conn is None:
+                conn = self._client(io_timeout).connection_pool.make_connection()
+            conn.send_packed_command(prepared.evalsha, check_health=False)
+            try:
+                reply = conn.read_response()
+            except self._redis.exceptions.NoScriptError:
+                conn.send_packed_command(prepared.eval, check_health=False)
+                reply = conn.read_response()
+        except BaseException as exc:
+            if conn is not None:
+                if not isinstance(exc, self._redis.exceptions.ResponseError):
+                    # A reply may still be on its way (an exception between send and read):
+                    # the connection cannot be trusted with the next command.
+                    conn.disconnect()
+                idle.append(conn)
+            error = self._failed(exc, io_timeout, probe)
+            if error is exc:
+                raise
+            raise error from exc
+        idle.append(conn)
+        if probe or self._backoff:
+            self._end_probe(probe, ok=True)
+        return reply
 
     def eval_script(
         self,
@@ -393,15 +545,7 @@ class RedisConnection:
         timeout: float | None = None,
     ) -> Any:
         """Run ``script`` by ``EVALSHA`` (one round trip), falling back to ``EVAL``."""
-        no_script = self._redis.exceptions.NoScriptError
-
-        def run(client: redis_module.Redis) -> Any:
-            try:
-                return client.evalsha(script.sha, len(keys), *keys, *args)
-            except no_script:
-                return client.eval(script.source, len(keys), *keys, *args)
-
-        return self.execute(run, timeout=timeout)
+        return self.run(self.prepare(script, keys, args), timeout=timeout)
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
         with self._lock:

@@ -55,6 +55,7 @@ from ._redis_common import (
     DEFAULT_RECONNECT_MAX,
     FailMode,
     LuaScript,
+    PreparedScript,
     RedisConnection,
     RedisSettings,
     parse_redis_url,
@@ -70,7 +71,7 @@ TEST_TIME_TTL_MS = 600_000
 # KEYS[1]: the bucket.  ARGV: interval (us per token), capacity, tokens, then optional: peek
 # ("1" = take nothing; absent or "0" = take), now in us (absent or "" = server TIME), ttl in ms
 # (absent or "" = until the bucket is full again).  Production calls send only the first three
-# (or four, to peek): redis-py's per-argument encoding is a visible part of a decision's cost.
+# (or four, to peek).
 # Returns, granted: the server time in us as a bulk string (one reply element); refused:
 # {wait in whole us (rounded up), now in us as a string}.  The reply's type tells them apart.
 _BUCKET_SCRIPT = LuaScript(
@@ -110,8 +111,8 @@ return {math.ceil(after - now), nowtext}
 """
 )
 
-#: Most distinct (rate, capacity, tokens) argument triples kept formatted per backend.
-_ARGS_CACHE_SIZE = 256
+#: Most distinct (name, rate, capacity, tokens, peek) calls kept encoded per backend.
+_CALL_CACHE_SIZE = 256
 
 
 class RedisBucketBackend:
@@ -168,8 +169,8 @@ class RedisBucketBackend:
         self._prefix = key_prefix
         self._test_time = test_time
         self._local = threading.local()
-        # (rate, capacity, tokens) -> the script's first arguments, formatted once.
-        self._args: dict[tuple[float, float, float], tuple[str, str, str]] = {}
+        # (name, rate, capacity, tokens, peek) -> the script call, encoded once.
+        self._calls: dict[tuple[str, float, float, float, bool], PreparedScript] = {}
         self.connection = RedisConnection(
             settings,
             clock=clock,
@@ -214,27 +215,42 @@ class RedisBucketBackend:
     ) -> float:
         """Take ``tokens`` from bucket ``name`` in one round trip: 0.0 if granted, else the
         wait in seconds.  Raises BackendUnavailable / DeadlineExceeded (see the protocol)."""
-        key = (rate, capacity, tokens)
-        args: tuple[str, ...] | None = self._args.get(key)
-        if args is None:
-            if len(self._args) >= _ARGS_CACHE_SIZE:
-                self._args.clear()
-            args = self._args[key] = (repr(1e6 / rate), repr(float(capacity)), repr(float(tokens)))
-        if self._test_time is not None:
+        if self._test_time is None:
+            call = self._calls.get((name, rate, capacity, tokens, peek))
+            if call is None:
+                call = self._prepare(name, rate, capacity, tokens, peek)
+        else:
             now_arg = repr(self._test_time() * 1e6)
-            args = (*args, "1" if peek else "0", now_arg, str(TEST_TIME_TTL_MS))
-        elif peek:
-            args = (*args, "1")
-        reply = self.connection.eval_script(
-            _BUCKET_SCRIPT, (self._prefix + name,), args, timeout=timeout
-        )
-        if isinstance(reply, (bytes, str)):  # granted: the server time
+            args = self._args(rate, capacity, tokens)
+            call = self.connection.prepare(
+                _BUCKET_SCRIPT,
+                (self._prefix + name,),
+                (*args, "1" if peek else "0", now_arg, str(TEST_TIME_TTL_MS)),
+            )
+        reply = self.connection.run(call, timeout=timeout)
+        if type(reply) is not list:  # granted: the time (int, or the text given)
             self._local.server_time = float(reply) / 1e6
             return 0.0
-        wait_us, now_text = reply
-        self._local.server_time = float(now_text) / 1e6
+        wait_us, now = reply
+        self._local.server_time = float(now) / 1e6
         wait = int(wait_us) / 1e6
         return wait if math.isfinite(wait) and wait > 0 else 1e-6
+
+    @staticmethod
+    def _args(rate: float, capacity: float, tokens: float) -> tuple[str, str, str]:
+        return (repr(1e6 / rate), repr(float(capacity)), repr(float(tokens)))
+
+    def _prepare(
+        self, name: str, rate: float, capacity: float, tokens: float, peek: bool
+    ) -> PreparedScript:
+        args = self._args(rate, capacity, tokens)
+        call = self.connection.prepare(
+            _BUCKET_SCRIPT, (self._prefix + name,), (*args, "1") if peek else args
+        )
+        if len(self._calls) >= _CALL_CACHE_SIZE:
+            self._calls.clear()  # a race only re-encodes a call
+        self._calls[(name, rate, capacity, tokens, peek)] = call
+        return call
 
     def close(self) -> None:
         """Close the connections (reopened on next use)."""
