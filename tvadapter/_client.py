@@ -110,7 +110,7 @@ BREAKER_FAILURE_THRESHOLD = 5
 BREAKER_RECOVERY_TIMEOUT = 30.0
 #: How long close() waits for the reader thread.
 CLOSE_JOIN_TIMEOUT = 5.0
-#: How long a failed send waits for the reader to read why the server closed (seconds).
+#: How long a failed send waits for the reader to tell why the connection ended (seconds).
 SERVER_ERROR_WAIT = 1.0
 
 
@@ -704,12 +704,12 @@ class TvDatafeed:
 
     @staticmethod
     def _send(router: Router, payloads: list[str], budget: Deadline) -> None:
-        """Send on ``router``; a send failing because the server closed the connection raises
-        the reason the server gave first, if any (e.g. a refused token), not the close."""
+        """Send on ``router``; a send failing because the connection is gone raises why it
+        went, when the reader knows (a refused token, a malformed stream), not the close."""
         try:
             router.send(payloads)
         except ConnectionClosed as exc:
-            reason = router.server_error(wait=min(SERVER_ERROR_WAIT, budget.remaining()))
+            reason = router.failure(wait=min(SERVER_ERROR_WAIT, budget.remaining()))
             if reason is None:
                 raise
             raise reason from exc

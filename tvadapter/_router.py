@@ -212,18 +212,22 @@ class Router:
         ):
             self._thread.join(join)
 
-    def server_error(self, wait: float = 0.0) -> TvError | None:
-        """What the server said before the connection ended (a ``protocol_error``), or None.
+    def failure(self, wait: float = 0.0) -> TvError | None:
+        """Why the reader ended this connection, if it did: the server's ``protocol_error``
+        or the broken stream (framing, JSON) -- else None (still alive, or a plain close).
 
-        A send can fail on a connection the server has just closed before the reader has
-        read the packet explaining why (``protocol_error "bad auth token"`` then a close):
-        ``wait`` gives the reader up to that many seconds to read what is left (it exits
-        when the connection ends).  Returns a fresh copy (never a shared exception object).
+        A send can fail on a connection that the reader has just torn down, or that the
+        server has just closed, before the reader has reported why (``protocol_error "bad
+        auth token"`` then a close; a malformed message): ``wait`` gives the reader up to
+        that many seconds to read what is left and stop.  Returns a fresh copy (never a
+        shared exception object).
         """
         if wait > 0 and self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(wait)
-        error = self._server_error
-        return None if error is None else fresh_copy(error)
+        error = self._server_error or self._error
+        if error is None or isinstance(error, ConnectionClosed):
+            return None
+        return fresh_copy(error)
 
     def claim_loss(self) -> bool:
         """True for the first caller only: lets one request count this connection's loss

@@ -272,24 +272,23 @@ def test_bad_token_fails_fast(fake_tv_factory: Factory) -> None:
     assert tv.connection_attempts == 1
 
 
-def test_bad_token_whose_close_beats_the_reader(
+def test_send_meeting_a_refused_token_raises_token_expired(
     fake_tv_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When a request's first send fails on the connection the server closed after "bad auth
-    token" (the reader has read the reason but not yet reported the loss), the request raises
-    TokenExpiredError at once: no retry, no second connection."""
+    """A request whose first send fails on the connection the server closed after "bad auth
+    token" (before the reader reported why) raises TokenExpiredError: no retry, one connection."""
     real_register = _router.Router.register
     real_die = _router.Router._die
 
     def register(self: _router.Router, chart_session: str) -> Any:
         deadline = time.monotonic() + 5.0
         while self.manager.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.005)  # until the reader has seen the server's close
+            time.sleep(0.005)  # until the server's close has been seen...
         return real_register(self, chart_session)
 
-    def die(self: _router.Router, error: Any) -> None:
-        time.sleep(0.3)  # ...and before it marks the router dead
-        real_die(self, error)
+    def die(self: _router.Router, reason: Any) -> None:
+        time.sleep(0.3)  # ...but before the reader has reported why
+        real_die(self, reason)
 
     monkeypatch.setattr(_router.Router, "register", register)
     monkeypatch.setattr(_router.Router, "_die", die)
@@ -298,6 +297,26 @@ def test_bad_token_whose_close_beats_the_reader(
         with pytest.raises(TokenExpiredError, match="bad auth token"):
             client.get_hist("AAPL", "NASDAQ")
         assert client.metrics().retries == 0
+    assert tv.connection_attempts == 1
+
+
+def test_send_meeting_a_malformed_stream_raises_protocol_error(
+    fake_tv_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the reader drops a connection for a malformed message while the request is still
+    sending its setup, the request fails with the ProtocolError, not "not connected"."""
+    real_send = _router.Router.send
+
+    def slow_send(self: _router.Router, payloads: Any) -> None:
+        for payload in payloads:
+            real_send(self, [payload])
+            time.sleep(0.1)  # the server answers (malformed) while we are still sending
+
+    monkeypatch.setattr(_router.Router, "send", slow_send)
+    tv = fake_tv_factory(faults=[Malformed(kind="bad_length", after=0)])
+    with no_new_threads(), TvDatafeed(config=client_config(tv, max_retries=0)) as client:
+        with pytest.raises(ProtocolError, match="packet length"):
+            client.get_hist("AAPL", "NASDAQ")
     assert tv.connection_attempts == 1
 
 
