@@ -350,7 +350,7 @@ class MemoryEngine:
                     pos += 1
                     self._pos = 0 if pos == self._size else pos
                     rate = self._rate
-                    if (self._failures >= self._threshold if rate is None else False) or (
+                    if (rate is None and self._failures >= self._threshold) or (
                         n >= self._minimum
                         and (
                             (rate is not None and failures / n >= rate)
