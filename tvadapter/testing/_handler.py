@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tvadapter.protocol import Bar, ClientRequest, SeriesPayload
+from tvadapter.protocol import RANGE_PRESETS, Bar, ClientRequest, SeriesPayload
 from tvadapter.protocol import server_messages as SM
 
 from . import _replies as R
@@ -274,25 +274,33 @@ class RequestHandler:
     def _resolution_allowed(self, res: Resolution) -> bool:
         return not res.is_custom or bool(self.plan)
 
-    def _m_create_series(self, p: list[Any]) -> list[Out]:
-        if len(p) not in (6, 7):
+    def _series_request(
+        self, p: list[Any], n: int
+    ) -> tuple[_Chart, str, str, str, Resolution, str]:
+        """``(chart, sid, turnaround, symbol_id, resolution, range)`` of create/modify_series.
+
+        ``n`` is the number of required parameters; an optional range may follow them.
+        """
+        if len(p) not in (n, n + 1):
             raise _Misuse
         chart = self._chart(p)
-        _cs, sid, turnaround, symbol_id, res_code, count = p[:6]
-        range_ = p[6] if len(p) == 7 else ""
+        sid, turnaround, symbol_id, res_code = p[1:5]
+        range_ = p[n] if len(p) > n else ""
         if not all(isinstance(x, str) and x for x in (sid, turnaround, symbol_id)):
             raise _Misuse
-        if not isinstance(range_, str):
+        if not isinstance(range_, str) or (range_ and not _range_syntax_ok(range_)):
             raise _Misuse
-        n_bars, to_time = _parse_count(count)
         if symbol_id not in chart.symbols:
             raise _Misuse
-        symbol = chart.symbols[symbol_id]
         res = parse_resolution(res_code)
         if res is None:
             raise _Misuse
-        if range_ and not _range_syntax_ok(range_):
-            raise _Misuse
+        return chart, sid, turnaround, symbol_id, res, range_
+
+    def _m_create_series(self, p: list[Any]) -> list[Out]:
+        chart, sid, turnaround, symbol_id, res, range_ = self._series_request(p, 6)
+        n_bars, to_time = _parse_count(p[5])
+        symbol = chart.symbols[symbol_id]
         if symbol is None or self.silent:
             return []
         timeline = self.market.timeline(symbol.inst, res, extended=symbol.extended)
@@ -329,22 +337,9 @@ class RequestHandler:
         return out
 
     def _m_modify_series(self, p: list[Any]) -> list[Out]:
-        if len(p) not in (5, 6):
-            raise _Misuse
-        chart = self._chart(p)
-        _cs, sid, turnaround, symbol_id, res_code = p[:5]
-        range_ = p[5] if len(p) == 6 else ""
-        if not all(isinstance(x, str) and x for x in (sid, turnaround, symbol_id)):
-            raise _Misuse
-        if not isinstance(range_, str):
-            raise _Misuse
+        chart, sid, turnaround, symbol_id, res, range_ = self._series_request(p, 5)
         series = chart.series.get(sid)
-        if series is None or symbol_id not in chart.symbols:
-            raise _Misuse
-        res = parse_resolution(res_code)
-        if res is None:
-            raise _Misuse
-        if range_ and not _range_syntax_ok(range_):
+        if series is None:
             raise _Misuse
         symbol = chart.symbols[symbol_id]
         if symbol is None or self.silent:
@@ -777,15 +772,7 @@ def _parse_range(range_: str) -> tuple[int, int] | None:
 
 
 def _range_syntax_ok(range_: str) -> bool:
-    return (
-        _parse_range(range_) is not None
-        or range_ in _PRESET_SECONDS
-        or range_
-        in (
-            "YTD",
-            "LASTSESSION",
-        )
-    )
+    return _parse_range(range_) is not None or range_ in RANGE_PRESETS
 
 
 def _marks(bars: list[Bar]) -> list[list[int]]:
