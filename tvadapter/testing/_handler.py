@@ -66,6 +66,8 @@ _EMPTY_SCALE: dict[str, Any] = {"index": 0, "zoffset": 0, "changes": [], "marks"
                                 "index_diff": []}  # fmt: skip
 _ANONYMOUS_TOKENS = frozenset({"unauthorized_user_token", "widget_user_token"})
 _EXTRA_TIMEZONES = frozenset({"exchange", "Etc/UTC", "UTC"})
+_MINUTE = Resolution("1", "T", 1)
+_DAILY = Resolution("1D", "D", 1)
 _PRESET_SECONDS = {
     "1D": 86_400,
     "5d": 5 * 86_400,
@@ -622,15 +624,12 @@ class RequestHandler:
 
     def _last_prices(self, inst: Instrument) -> tuple[float, float, float | None, int]:
         """``(last, previous close, volume, time)`` from the 1-minute and daily timelines."""
-        minute = parse_resolution("1")
-        daily = parse_resolution("1D")
-        assert minute is not None and daily is not None
-        tl = self.market.timeline(inst, minute, extended=False)
+        tl = self.market.timeline(inst, _MINUTE, extended=False)
         end = self.market.closed_end(tl)
         live = self.config.live
         pos = end if live else end - 1
         bar = self.market.bars(inst, tl, pos, pos + 1, base=0, forming=end if live else None)[0]
-        dtl = self.market.timeline(inst, daily, extended=False)
+        dtl = self.market.timeline(inst, _DAILY, extended=False)
         dend = self.market.closed_end(dtl)
         prev = self.market.bars(inst, dtl, max(0, dend - 2), max(1, dend - 1), base=0)[0]
         return bar.close, prev.close, bar.volume, int(bar.time)
