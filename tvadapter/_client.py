@@ -67,7 +67,6 @@ import numpy as np
 import pandas as pd
 
 from resilience import _clock
-from resilience.backoff import Backoff
 from resilience.circuit import CircuitBreaker
 from resilience.errors import CircuitOpenError
 from resilience.ratelimit import TokenBucket
@@ -291,9 +290,7 @@ class TvDatafeed:
             clock=clock,
             store=config.redis_url,
         )
-        self._backoff = Backoff(
-            base=config.base_retry_delay, factor=2.0, cap=config.max_retry_delay, jitter="full"
-        )
+        self._backoff = config.retry_backoff("full")
         metrics = MetricsRecorder(clock=clock)
         manager = WebSocketManager(
             config,

@@ -56,7 +56,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from resilience.backoff import Backoff
 from resilience.ratelimit import TokenBucket
 
 from ._auth import Authenticator
@@ -294,12 +293,7 @@ class LiveEngine:
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng
-        self._backoff = Backoff(
-            base=config.base_retry_delay,
-            factor=2.0,
-            cap=max(config.max_retry_delay, config.base_retry_delay),
-            jitter="full",
-        )
+        self._backoff = config.retry_backoff("full")
         self._inbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._manager = WebSocketManager(config, clock=clock, rng=rng, echo_heartbeats=False)
         self._conn = LiveConnection(

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from resilience import Backoff, Deadline, retrying
+from resilience import Deadline, retrying
 from resilience import _clock as clocks
 
 from ._http import HttpClient, HttpResponse, safe_url
@@ -156,7 +156,7 @@ def search_symbol(
         "Accept": "application/json",
     }
     deadline = Deadline(config.request_deadline, clock=clock)
-    backoff = Backoff(base=config.base_retry_delay, cap=config.max_retry_delay)
+    backoff = config.retry_backoff()
 
     def fetch(start: int) -> tuple[list[dict[str, Any]], int]:
         params = {

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from resilience.backoff import Backoff, Jitter, JitterName
+
 from .errors import ConfigurationError
 
 __all__ = [
@@ -364,6 +366,12 @@ class NetworkConfig:
         ):
             lines.append(f"User-Agent: {self.user_agent}")
         return lines
+
+    def retry_backoff(self, jitter: Jitter | JitterName = "full") -> Backoff:
+        """The wait between retries: ``base_retry_delay`` growing x2 up to ``max_retry_delay``."""
+        return Backoff(
+            base=self.base_retry_delay, factor=2.0, cap=self.max_retry_delay, jitter=jitter
+        )
 
     def replace(self, **changes: Any) -> NetworkConfig:
         """A copy with ``changes`` applied (validated like the constructor)."""

@@ -67,7 +67,6 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from resilience import _clock
-from resilience.backoff import Backoff
 from resilience.retry import AttemptRecord, retrying
 from resilience.timeout import Deadline
 
@@ -184,12 +183,7 @@ class WebSocketManager:
         self._on_event = on_event
         self._echo_heartbeats = bool(echo_heartbeats)
         self._where = safe_ws_url(config.ws_url)
-        self._backoff = Backoff(
-            base=config.base_retry_delay,
-            factor=2.0,
-            cap=config.max_retry_delay,
-            jitter="equal",
-        )
+        self._backoff = config.retry_backoff("equal")
         self._io = IoCounters()
 
         self._lock = threading.Lock()

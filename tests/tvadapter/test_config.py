@@ -141,6 +141,15 @@ def test_retry_delays_must_be_ordered() -> None:
         NetworkConfig(base_retry_delay=5.0, max_retry_delay=1.0)
 
 
+def test_retry_backoff_doubles_from_base_up_to_max() -> None:
+    """retry_backoff grows base_retry_delay x2 and never exceeds max_retry_delay."""
+    config = NetworkConfig(base_retry_delay=0.5, max_retry_delay=3.0)
+    backoff = config.retry_backoff("none")
+    assert [backoff.compute(attempt) for attempt in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert config.retry_backoff().jitter == "full"
+    assert config.retry_backoff("equal").jitter == "equal"
+
+
 def test_accepted_edge_values() -> None:
     """Zero retries, zero delays, infinite age and no deadline are valid choices."""
     c = NetworkConfig(
