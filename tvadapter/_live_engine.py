@@ -24,10 +24,12 @@ for it waits (:meth:`Subscription.wait`).  Failures:
 
 * ``symbol_error`` -> :class:`~tvadapter.errors.SymbolNotFoundError`, ``series_error`` ->
   :class:`~tvadapter.errors.SeriesError`, a session's ``critical_error`` ->
-  :class:`~tvadapter.errors.CriticalError`; no answer within ``setup_timeout`` while the
-  connection carries data for others -> :class:`~tvadapter.errors.TvTimeoutError`.  An
-  unconfirmed subscription fails with the error (and is dropped); a confirmed one is retried
-  after a backoff wait: a feed never gives up on a series it once had.
+  :class:`~tvadapter.errors.CriticalError` (``AuthenticationError`` for
+  ``unauthorized_access``): the same mapping as history requests.  No answer within
+  ``setup_timeout`` while the connection carries data for others ->
+  :class:`~tvadapter.errors.TvTimeoutError`.  An unconfirmed subscription fails with the
+  error (and is dropped); a confirmed one is retried after a backoff wait: a feed never gives
+  up on a series it once had.
 * No answer at all on the connection -- only heartbeats -- within ``setup_timeout``: the
   heartbeat-only session of an expired token.  The token is marked refused and the connection
   replaced; a fixed token that cannot be renewed fails the unconfirmed subscriptions with
@@ -61,15 +63,13 @@ from resilience.ratelimit import TokenBucket
 from ._auth import Authenticator
 from ._live_connection import Connected, ConnectFailed, Incoming, LiveConnection, Lost, Notice
 from ._live_series import Emit, SeriesTracker
+from ._request import server_error
 from .config import NetworkConfig
 from .connection import WebSocketManager
 from .errors import (
     AuthenticationError,
     ConfigurationError,
-    CriticalError,
     HandshakeForbidden,
-    SeriesError,
-    SymbolNotFoundError,
     TokenExpiredError,
     TvConnectionError,
     TvTimeoutError,
@@ -584,14 +584,8 @@ class LiveEngine:
         elif isinstance(event, SeriesCompleted):
             if event.series_id == SERIES_ID and sub.phase in ("loading", "more"):
                 self._round_done(sub, event)
-        elif isinstance(event, SymbolError):
-            self._fail(
-                sub, SymbolNotFoundError(f"{sub.symbol}: {event.reason or 'invalid symbol'}")
-            )
-        elif isinstance(event, SeriesErrorEvent):
-            self._fail(sub, SeriesError(f"{sub.symbol} {sub.resolution}: {event.reason}"))
-        elif isinstance(event, CriticalErrorEvent):
-            self._fail(sub, CriticalError(f"{sub.symbol}: {event.name}: {event.description}"))
+        elif isinstance(event, (SymbolError, SeriesErrorEvent, CriticalErrorEvent)):
+            self._fail(sub, server_error(event, sub.symbol, sub.resolution))
 
     def _round_done(self, sub: Subscription, event: SeriesCompleted) -> None:
         tracker = sub.tracker

@@ -108,6 +108,7 @@ __all__ = [
     "SeriesBars",
     "bars_to_array",
     "protocol_error",
+    "server_error",
 ]
 
 #: Column order of every bar array: the server slot ``i``, then time and OHLCV.
@@ -420,27 +421,8 @@ class HistoryRequest:
                 self.symbol_info = event.info
                 self._progress(now)
             return []
-        if isinstance(event, SymbolError):
-            self._fail(
-                SymbolNotFoundError(
-                    f"TradingView does not know {self.symbol!r}: {event.reason or 'symbol_error'}"
-                )
-            )
-            return []
-        if isinstance(event, SeriesErrorEvent):
-            self._fail(
-                SeriesError(
-                    f"series {self.symbol} {self.resolution} refused: "
-                    f"{event.reason or 'series_error'}"
-                )
-            )
-            return []
-        if isinstance(event, CriticalErrorEvent):
-            text = " ".join(x for x in (event.name, event.description) if x) or "critical_error"
-            if event.error_code == "unauthorized_access":
-                self._fail(AuthenticationError(f"unauthorized access to {self.symbol}: {text}"))
-            else:
-                self._fail(CriticalError(f"critical_error for {self.symbol}: {text}"))
+        if isinstance(event, (SymbolError, SeriesErrorEvent, CriticalErrorEvent)):
+            self._fail(server_error(event, self.symbol, self.resolution))
             return []
         return []
 
@@ -609,3 +591,26 @@ class HistoryRequest:
         )
         self.state = RequestState.DONE
         return []
+
+
+def server_error(
+    event: SymbolError | SeriesErrorEvent | CriticalErrorEvent, symbol: str, resolution: str
+) -> TvError:
+    """The typed error for a server-reported failure of ``symbol``'s series.
+
+    Shared by history requests and the live feed so both raise the same types and messages:
+    ``symbol_error`` -> SymbolNotFoundError, ``series_error`` -> SeriesError, ``critical_error``
+    -> AuthenticationError when its ``error_code`` is ``unauthorized_access``, else CriticalError.
+    """
+    if isinstance(event, SymbolError):
+        return SymbolNotFoundError(
+            f"TradingView does not know {symbol!r}: {event.reason or 'symbol_error'}"
+        )
+    if isinstance(event, SeriesErrorEvent):
+        return SeriesError(
+            f"series {symbol} {resolution} refused: {event.reason or 'series_error'}"
+        )
+    text = " ".join(x for x in (event.name, event.description) if x) or "critical_error"
+    if event.error_code == "unauthorized_access":
+        return AuthenticationError(f"unauthorized access to {symbol}: {text}")
+    return CriticalError(f"critical_error for {symbol}: {text}")

@@ -29,10 +29,17 @@ from tvadapter._request import (
     RequestState,
     SeriesBars,
     bars_to_array,
+    server_error,
 )
-from tvadapter.protocol import Bar, Heartbeat, parse_payload
+from tvadapter.protocol import Bar, CriticalErrorEvent, Heartbeat, SeriesErrorEvent, parse_payload
+from tvadapter.protocol import SymbolError as SymbolErrorEvent
 
-FRAMES = Path("/work/shared/frames")
+# shared/ sits beside the repository (in CI too); the tests that read recorded frames skip
+# with a reason when it is absent.
+FRAMES = Path(__file__).resolve().parents[3] / "shared" / "frames"
+needs_frames = pytest.mark.skipif(
+    not FRAMES.is_dir(), reason=f"recorded frames not found at {FRAMES}"
+)
 CS = "cs_testtesttest"
 DAY = 86_400.0
 T0 = 1_600_000_000.0
@@ -170,6 +177,7 @@ def test_extra_bars_are_trimmed_to_the_newest_n() -> None:
     assert list(req.result().times) == times[-3:]
 
 
+@needs_frames
 def test_recorded_session_quirks() -> None:
     """The recorded frames (empty "s":[] first, studies, timescale-only update) give 300 bars."""
     messages = json.loads((FRAMES / "tradingview-rs__tests_data__events.json").read_text())
@@ -199,6 +207,7 @@ def test_recorded_session_quirks() -> None:
     assert result.symbol_info is not None and result.symbol_info["name"] == "VCB"
 
 
+@needs_frames
 def test_recorded_session_asks_for_more_when_short() -> None:
     """With n_bars above what the recording holds, the round ends in request_more_data."""
     messages = json.loads((FRAMES / "tradingview-rs__tests_data__events.json").read_text())
@@ -513,3 +522,22 @@ def test_long_range_may_take_many_rounds() -> None:
         sent = feed(req, "series_completed", completed())
     assert list(req.result().times) == times
     assert req.result().rounds == 12
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (SymbolErrorEvent("cs_a", "sym_1", "invalid symbol"), SymbolNotFoundError),
+        (SeriesErrorEvent("cs_a", "s1", "s1", "custom_resolution"), SeriesError),
+        (CriticalErrorEvent("cs_a", "invalid parameters", "method: create_series"), CriticalError),
+        (
+            CriticalErrorEvent("cs_a", "access denied", "", error_code="unauthorized_access"),
+            AuthenticationError,
+        ),
+    ],
+)
+def test_server_error_maps_each_server_failure_to_its_type(event: Any, expected: type) -> None:
+    """History and the live feed share one mapping: each server failure gets its typed error."""
+    error = server_error(event, "MCX:CRUDEOIL1!", "1D")
+    assert type(error) is expected
+    assert "MCX:CRUDEOIL1!" in str(error)
