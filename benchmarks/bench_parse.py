@@ -45,7 +45,7 @@ from tvadapter.protocol import decode, encode, messages, parse_payload
 from tvadapter.testing import FakeTradingView
 
 RUNS = 40
-FRAMES = Path("/work/shared/frames")
+FRAMES = Path(__file__).resolve().parents[2] / "shared" / "frames"  # shared/ beside the repo
 
 
 def record_message(symbol: str = "NASDAQ:AAPL", resolution: str = "1", n: int = 5_000) -> str:
